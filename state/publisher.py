@@ -1,0 +1,135 @@
+"""Writes users' vectors, metadata and sequence state to Redis, never replacing a newer version."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+import redis.exceptions
+
+from state.errors import InvalidInputError, StateError, translate_redis_errors
+from state.keys import RedisKeys
+from state.layout import (
+    F_AT,
+    F_D,
+    F_FMT,
+    F_MV,
+    F_Q,
+    F_SEQ,
+    F_VER,
+    F_WM,
+    LAYOUT_VERSION,
+    encode_vectors,
+    vector_field,
+)
+from state.records import SCENARIOS
+
+__all__ = ["PUBLISH_LUA", "RedisPublisher", "UserUpdate"]
+
+logger = logging.getLogger(__name__)
+
+#: KEYS[1] = user hash; ARGV[1] = new version; ARGV[2] = ttl_s; ARGV[3..] = field, value pairs.
+#: Refuses (returns 0) when the stored ``ver`` is >= the new one; otherwise replaces the whole
+#: hash (no stale scenario fields survive), refreshes the TTL and returns 1.
+PUBLISH_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'ver')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, eq=False)
+class UserUpdate:
+    """Everything written for one user; ``vectors`` is ``[S, Q, D]`` in ``scenarios`` order."""
+
+    user_id: str
+    version: int
+    watermark_ms: int
+    computed_at_ms: int
+    model_version: str
+    scenarios: tuple[str, ...]
+    vectors: np.ndarray
+    sequence_state: bytes
+
+    def __post_init__(self) -> None:
+        if self.version < 0:
+            raise InvalidInputError(f"version must be >= 0, got {self.version}")
+        unknown = [s for s in self.scenarios if s not in SCENARIOS]
+        if unknown or len(set(self.scenarios)) != len(self.scenarios):
+            raise InvalidInputError(f"scenarios must be distinct known names: {self.scenarios}")
+        shape = np.shape(self.vectors)
+        if len(shape) != 3 or shape[0] != len(self.scenarios):
+            raise InvalidInputError(
+                f"vectors must be [S={len(self.scenarios)}, Q, D], got shape {shape}"
+            )
+
+
+class RedisPublisher:
+    """Publishes batches of ``UserUpdate`` in one pipelined round trip of one Lua script."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_s: int = 7 * 24 * 3600) -> None:
+        if ttl_s <= 0:
+            raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
+        self._client = client
+        self._keys = keys
+        self.ttl_s = ttl_s
+        self._script = client.register_script(PUBLISH_LUA)  # computes the sha; no I/O
+
+    def publish(self, updates: list[UserUpdate]) -> list[bool]:
+        """Write each update unless Redis holds a version ≥ it; ``True`` per update written.
+
+        Raises ``StoreUnavailableError`` when Redis cannot be reached (nothing is known to be
+        written then: retry the whole batch, which the version check makes idempotent).
+        """
+        if not updates:
+            return []
+        calls = [self._call_args(u) for u in updates]
+        with translate_redis_errors("publish"):
+            results = self._execute(calls)
+            missing = [
+                i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)
+            ]
+            if missing:
+                logger.info("loading publish script sha=%s", self._script.sha)
+                self._client.script_load(PUBLISH_LUA)
+                for i, r in zip(missing, self._execute([calls[i] for i in missing])):
+                    results[i] = r
+        written: list[bool] = []
+        for update, result in zip(updates, results):
+            if isinstance(result, Exception):
+                raise StateError(f"publish failed user_id={update.user_id}: {result}") from result
+            written.append(int(result) == 1)
+        refused = len(written) - sum(written)
+        logger.debug(
+            "published users=%d written=%d refused=%d", len(updates), sum(written), refused
+        )
+        return written
+
+    def _execute(self, calls: list[tuple[str, list[bytes | str | int]]]) -> list[object]:
+        pipe = self._client.pipeline(transaction=False)
+        for key, args in calls:
+            pipe.evalsha(self._script.sha, 1, key, *args)
+        return pipe.execute(raise_on_error=False)
+
+    def _call_args(self, update: UserUpdate) -> tuple[str, list[bytes | str | int]]:
+        _, q, d = np.shape(update.vectors)
+        fields: list[bytes | str | int] = [
+            F_FMT, LAYOUT_VERSION,
+            F_VER, int(update.version),
+            F_WM, int(update.watermark_ms),
+            F_AT, int(update.computed_at_ms),
+            F_MV, update.model_version,
+            F_Q, q,
+            F_D, d,
+            F_SEQ, update.sequence_state,
+        ]  # fmt: skip
+        for scenario, vectors in zip(update.scenarios, update.vectors):
+            fields += [vector_field(scenario), encode_vectors(vectors)]
+        return self._keys.user(update.user_id), [int(update.version), self.ttl_s, *fields]

@@ -1,0 +1,189 @@
+"""One user's unified sequence: bounded per-scenario buffers ordered by event time, with dedupe."""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import heapq
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from state.config import StateConfig
+from state.errors import InvalidInputError, StateFormatError
+from state.records import SCENARIOS, Behavior
+
+__all__ = ["FORMAT_VERSION", "ApplyResult", "UserSequence"]
+
+#: Version of the msgpack layout written by ``UserSequence.to_bytes`` (docs/redis-format.md).
+FORMAT_VERSION = 1
+
+_SCENARIO_INDEX = {name: i for i, name in enumerate(SCENARIOS)}
+
+
+class ApplyResult(enum.Enum):
+    """What ``UserSequence.apply`` did with one behaviour."""
+
+    ADDED = "added"
+    DUPLICATE = "duplicate"
+    TOO_LATE = "too_late"
+
+
+def _ts_key(b: Behavior) -> int:
+    return b.ts_ms
+
+
+class UserSequence:
+    """Per-scenario buffers of ``Behavior`` sorted by ``ts_ms`` (equal times keep arrival order).
+
+    A full buffer drops its oldest event. An ``event_id`` already held in a buffer or among the
+    last ``recent_ids_capacity`` applied ids is a duplicate. ``watermark_ms`` is the largest event
+    time accepted; an event older than ``watermark_ms - allowed_lateness_ms`` is too late.
+    ``version`` is the published version; the publisher path raises it with ``bump_version``.
+    """
+
+    def __init__(self, user_id: str, config: StateConfig | None = None) -> None:
+        self.user_id = user_id
+        self.config = config or StateConfig()
+        self.version = 0
+        self.watermark_ms = 0
+        self._buffers: dict[str, list[Behavior]] = {s: [] for s in SCENARIOS}
+        self._buffer_ids: set[str] = set()
+        self._recent_ids: dict[str, None] = {}  # insertion-ordered set, oldest first
+
+    def __len__(self) -> int:
+        return len(self._buffer_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"UserSequence(user_id={self.user_id!r}, version={self.version}, "
+            f"watermark_ms={self.watermark_ms}, counts={self.counts()})"
+        )
+
+    def apply(self, behavior: Behavior, now_ms: int | None = None) -> ApplyResult:
+        """Insert ``behavior`` by event time unless it is a duplicate or too late.
+
+        ``now_ms`` is accepted for the architecture's signature but unused: lateness is judged
+        against the event-time watermark, never the wall clock, so a replay decides the same way.
+        An event older than everything in a full buffer is still ``ADDED`` (its id is remembered
+        for dedupe) although it is dropped at once by the capacity bound.
+        """
+        del now_ms
+        if behavior.user_id != self.user_id:
+            raise InvalidInputError(
+                f"behavior of user {behavior.user_id!r} applied to sequence of {self.user_id!r}"
+            )
+        buffer = self._buffers.get(behavior.scenario)
+        if buffer is None:
+            raise InvalidInputError(f"unknown scenario {behavior.scenario!r}")
+        if behavior.event_id in self._buffer_ids or behavior.event_id in self._recent_ids:
+            return ApplyResult.DUPLICATE
+        if behavior.ts_ms < self.watermark_ms - self.config.allowed_lateness_ms:
+            return ApplyResult.TOO_LATE
+        self._remember(behavior.event_id)
+        self.watermark_ms = max(self.watermark_ms, behavior.ts_ms)
+        capacity = self.config.capacity(behavior.scenario)
+        if capacity == 0:
+            return ApplyResult.ADDED
+        bisect.insort_right(buffer, behavior, key=_ts_key)
+        self._buffer_ids.add(behavior.event_id)
+        while len(buffer) > capacity:
+            self._buffer_ids.discard(buffer.pop(0).event_id)
+        return ApplyResult.ADDED
+
+    def _remember(self, event_id: str) -> None:
+        limit = self.config.recent_ids_capacity
+        if limit == 0:
+            return
+        self._recent_ids[event_id] = None
+        while len(self._recent_ids) > limit:
+            del self._recent_ids[next(iter(self._recent_ids))]
+
+    def bump_version(self) -> int:
+        """Raise the version by one (the publisher path does this) and return the new value."""
+        self.version += 1
+        return self.version
+
+    def counts(self) -> dict[str, int]:
+        """Number of buffered events per scenario, every scenario present."""
+        return {s: len(buf) for s, buf in self._buffers.items()}
+
+    def scenario_behaviors(self, scenario: str) -> list[Behavior]:
+        """A copy of one scenario's buffer, chronological."""
+        if scenario not in self._buffers:
+            raise InvalidInputError(f"unknown scenario {scenario!r}")
+        return list(self._buffers[scenario])
+
+    def behaviors(self) -> list[Behavior]:
+        """All buffered behaviours, chronological (equal times: scenario order, then arrival)."""
+        return list(heapq.merge(*self._buffers.values(), key=_ts_key))
+
+    def arrays(self) -> tuple[list[Behavior], np.ndarray, np.ndarray]:
+        """``(behaviors, scenario_idx int64[N], ts_ms int64[N])`` for the mixing policy."""
+        items = self.behaviors()
+        scenario_idx = np.fromiter(
+            (_SCENARIO_INDEX[b.scenario] for b in items), dtype=np.int64, count=len(items)
+        )
+        ts_ms = np.fromiter((b.ts_ms for b in items), dtype=np.int64, count=len(items))
+        return items, scenario_idx, ts_ms
+
+    def to_bytes(self) -> bytes:
+        """Serialise the whole state (buffers, recent ids, version, watermark) with msgpack."""
+        doc: dict[str, Any] = {
+            "f": FORMAT_VERSION,
+            "u": self.user_id,
+            "v": self.version,
+            "w": self.watermark_ms,
+            "s": {
+                s: [[b.event_id, b.ts_ms, b.action, b.item_id, b.text, b.dwell_ms] for b in buf]
+                for s, buf in self._buffers.items()
+                if buf
+            },
+            "r": list(self._recent_ids),
+        }
+        return msgpack.packb(doc, use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: StateConfig | None = None) -> UserSequence:
+        """Rebuild a sequence from ``to_bytes`` output; raises ``StateFormatError`` on bad bytes.
+
+        When ``config`` holds smaller bounds than the state was written with, the oldest
+        events and ids are dropped to fit.
+        """
+        try:
+            doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise StateFormatError(f"sequence state is not valid msgpack: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("f") != FORMAT_VERSION:
+            fmt = doc.get("f") if isinstance(doc, dict) else type(doc).__name__
+            raise StateFormatError(f"unsupported sequence state format {fmt!r}")
+        try:
+            return cls._from_doc(doc, config)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateFormatError(f"malformed sequence state: {exc!r}") from exc
+
+    @classmethod
+    def _from_doc(cls, doc: dict[str, Any], config: StateConfig | None) -> UserSequence:
+        seq = cls(str(doc["u"]), config)
+        seq.version = int(doc["v"])
+        seq.watermark_ms = int(doc["w"])
+        for scenario, rows in doc["s"].items():
+            if scenario not in seq._buffers:
+                raise ValueError(f"unknown scenario {scenario!r}")
+            user_id = seq.user_id
+            items = [  # positional for speed: (event_id, user_id, scenario, ts_ms, action, ...)
+                Behavior(event_id, user_id, scenario, int(ts_ms), action, item_id, text, dwell_ms)
+                for event_id, ts_ms, action, item_id, text, dwell_ms in rows
+            ]
+            if not all(isinstance(b.event_id, str) and isinstance(b.dwell_ms, int) for b in items):
+                raise ValueError(f"bad row types in scenario {scenario!r}")
+            items.sort(key=_ts_key)  # stable: a well-formed state is already sorted
+            capacity = seq.config.capacity(scenario)
+            kept = items[max(0, len(items) - capacity) :] if capacity else []
+            seq._buffers[scenario] = kept
+            seq._buffer_ids.update(b.event_id for b in kept)
+        limit = seq.config.recent_ids_capacity
+        recent = doc["r"][-limit:] if limit else []
+        seq._recent_ids = dict.fromkeys(str(event_id) for event_id in recent)
+        return seq

@@ -1,0 +1,159 @@
+"""UserSequence: ordering, dedupe, lateness, capacity and the msgpack round trip."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+
+from state.config import StateConfig
+from state.errors import InvalidInputError, StateFormatError
+from state.records import Behavior
+from state.sequence import ApplyResult, UserSequence
+
+HOUR_MS = 3_600_000
+
+
+def ev(event_id: str, ts_ms: int, scenario: str = "feed", **kw: object) -> Behavior:
+    return Behavior(event_id=event_id, user_id="u1", scenario=scenario, ts_ms=ts_ms,
+                    action=str(kw.pop("action", "click")), **kw)  # type: ignore[arg-type]
+
+
+def test_events_are_kept_in_event_time_order_with_arrival_order_on_ties() -> None:
+    seq = UserSequence("u1")
+    for e in [ev("c", 300), ev("a", 100), ev("b1", 200), ev("b2", 200), ev("s", 150, "search")]:
+        assert seq.apply(e) is ApplyResult.ADDED
+    assert [b.event_id for b in seq.behaviors()] == ["a", "s", "b1", "b2", "c"]
+    assert [b.event_id for b in seq.scenario_behaviors("feed")] == ["a", "b1", "b2", "c"]
+    assert seq.counts() == {"feed": 4, "search": 1, "ads": 0}
+    assert seq.watermark_ms == 300
+    assert len(seq) == 5
+
+
+def test_equal_times_across_scenarios_order_by_scenario_then_arrival() -> None:
+    seq = UserSequence("u1")
+    seq.apply(ev("ad", 100, "ads"))
+    seq.apply(ev("f", 100, "feed"))
+    assert [b.event_id for b in seq.behaviors()] == ["f", "ad"]
+
+
+def test_duplicate_event_id_is_refused_and_changes_nothing() -> None:
+    seq = UserSequence("u1")
+    assert seq.apply(ev("e1", 100)) is ApplyResult.ADDED
+    assert seq.apply(ev("e1", 500, "search")) is ApplyResult.DUPLICATE
+    assert seq.counts()["search"] == 0
+    assert seq.watermark_ms == 100
+
+
+def test_dedupe_remembers_ids_evicted_by_capacity() -> None:
+    seq = UserSequence("u1", StateConfig(buffer_capacity={"feed": 2}, recent_ids_capacity=8))
+    for i in range(4):
+        seq.apply(ev(f"e{i}", 1000 + i))
+    assert [b.event_id for b in seq.behaviors()] == ["e2", "e3"]
+    assert seq.apply(ev("e0", 1000)) is ApplyResult.DUPLICATE
+
+
+def test_recent_id_set_is_bounded() -> None:
+    seq = UserSequence("u1", StateConfig(buffer_capacity={"feed": 1}, recent_ids_capacity=2))
+    for i in range(4):
+        seq.apply(ev(f"e{i}", 1000 + i))
+    # e0 left both the buffer and the 2-id recent set, so it is no longer known.
+    assert seq.apply(ev("e0", 2000)) is ApplyResult.ADDED
+    assert seq.apply(ev("e3", 2000)) is ApplyResult.DUPLICATE
+
+
+def test_capacity_evicts_the_oldest_event_not_the_last_arrived() -> None:
+    seq = UserSequence("u1", StateConfig(buffer_capacity={"feed": 3, "search": 1}))
+    for e in [ev("t5", 5), ev("t1", 1), ev("t9", 9), ev("t3", 3)]:
+        seq.apply(e)
+    assert [b.event_id for b in seq.behaviors()] == ["t3", "t5", "t9"]
+    # An event older than everything in a full buffer is accepted and dropped at once.
+    assert seq.apply(ev("t0", 0)) is ApplyResult.ADDED
+    assert [b.event_id for b in seq.behaviors()] == ["t3", "t5", "t9"]
+    assert seq.apply(ev("t0", 0)) is ApplyResult.DUPLICATE
+
+
+def test_event_older_than_allowed_lateness_is_too_late() -> None:
+    seq = UserSequence("u1", StateConfig(allowed_lateness_ms=HOUR_MS))
+    now = 100 * HOUR_MS
+    assert seq.apply(ev("new", now)) is ApplyResult.ADDED
+    assert seq.apply(ev("edge", now - HOUR_MS)) is ApplyResult.ADDED
+    assert seq.apply(ev("late", now - HOUR_MS - 1)) is ApplyResult.TOO_LATE
+    assert [b.event_id for b in seq.behaviors()] == ["edge", "new"]
+    # A too-late event is not remembered: nothing about it changed the state.
+    assert seq.apply(ev("late", now)) is ApplyResult.ADDED
+
+
+def test_unknown_scenario_and_foreign_user_are_rejected() -> None:
+    seq = UserSequence("u1")
+    with pytest.raises(InvalidInputError):
+        seq.apply(ev("x", 1, "mail"))
+    with pytest.raises(InvalidInputError):
+        seq.apply(Behavior("x", "u2", "feed", 1, "click"))
+
+
+def test_bump_version_increments_and_returns() -> None:
+    seq = UserSequence("u1")
+    assert seq.version == 0
+    assert seq.bump_version() == 1
+    assert seq.bump_version() == 2
+    assert seq.version == 2
+
+
+def test_arrays_are_chronological_with_scenario_indices() -> None:
+    seq = UserSequence("u1")
+    seq.apply(ev("a", 30, "ads"))
+    seq.apply(ev("s", 10, "search", action="query", text="red shoes"))
+    seq.apply(ev("f", 20, "feed", item_id="i9"))
+    behaviors, scenario_idx, ts_ms = seq.arrays()
+    assert [b.event_id for b in behaviors] == ["s", "f", "a"]
+    assert scenario_idx.dtype == np.int64 and ts_ms.dtype == np.int64
+    assert scenario_idx.tolist() == [1, 0, 2]
+    assert ts_ms.tolist() == [10, 20, 30]
+
+
+def test_empty_sequence_exports_empty_arrays() -> None:
+    behaviors, scenario_idx, ts_ms = UserSequence("u1").arrays()
+    assert behaviors == [] and scenario_idx.shape == (0,) and ts_ms.shape == (0,)
+
+
+def test_bytes_round_trip_keeps_everything_including_dedupe_memory() -> None:
+    config = StateConfig(buffer_capacity={"feed": 2, "search": 4, "ads": 4})
+    seq = UserSequence("u1", config)
+    seq.apply(ev("f1", 10, item_id="i1", dwell_ms=1500))
+    seq.apply(ev("f2", 20))
+    seq.apply(ev("f3", 20))
+    seq.apply(ev("s1", 15, "search", action="query", text="tea pot ünïcode"))
+    seq.apply(ev("a1", 25, "ads", action="impression", item_id="ad7"))
+    seq.bump_version()
+    restored = UserSequence.from_bytes(seq.to_bytes(), config)
+    assert restored.user_id == "u1"
+    assert restored.version == 1
+    assert restored.watermark_ms == 25
+    assert restored.behaviors() == seq.behaviors()
+    assert restored.apply(ev("f1", 30)) is ApplyResult.DUPLICATE  # evicted, still remembered
+    assert restored.to_bytes() == seq.to_bytes()
+
+
+def test_loading_with_smaller_capacity_keeps_the_newest() -> None:
+    seq = UserSequence("u1")
+    for i in range(5):
+        seq.apply(ev(f"e{i}", i))
+    small = UserSequence.from_bytes(seq.to_bytes(), StateConfig(buffer_capacity={"feed": 2}))
+    assert [b.event_id for b in small.behaviors()] == ["e3", "e4"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xc1garbage",
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb({"f": 99, "u": "u1"}),
+        msgpack.packb({"f": 1, "u": "u1"}),
+        msgpack.packb({"f": 1, "u": "u1", "v": 0, "w": 0, "s": {"mail": []}, "r": []}),
+        msgpack.packb({"f": 1, "u": "u1", "v": 0, "w": 0, "s": {"feed": [[1, 2]]}, "r": []}),
+    ],
+)
+def test_bad_bytes_raise_state_format_error(data: bytes) -> None:
+    with pytest.raises(StateFormatError):
+        UserSequence.from_bytes(data)
