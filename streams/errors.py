@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["EmbeddedServerError", "StreamsError"]
+__all__ = [
+    "ConfigurationError",
+    "DeliveryError",
+    "EmbeddedServerError",
+    "KafkaUnavailableError",
+    "PoisonMessageError",
+    "RedisUnavailableError",
+    "StreamsError",
+    "TopicsError",
+]
 
 
 class StreamsError(Exception):
@@ -11,3 +20,37 @@ class StreamsError(Exception):
 
 class EmbeddedServerError(StreamsError):
     """A local broker or redis-server (``make demo``, tests) could not be started."""
+
+
+class ConfigurationError(StreamsError):
+    """Fatal: settings, topics or model do not fit together; the worker refuses to start (exit 2)."""
+
+
+class TopicsError(ConfigurationError):
+    """Topics are missing, or exist with a partition count other than required."""
+
+
+class KafkaUnavailableError(StreamsError):
+    """Transient broker trouble that outlived the client's own retries."""
+
+
+class DeliveryError(KafkaUnavailableError):
+    """Produced messages were not acknowledged by the broker (flush left some, or delivery failed)."""
+
+
+class RedisUnavailableError(StreamsError):
+    """Redis could not be reached after bounded retries; nothing was committed."""
+
+
+class PoisonMessageError(StreamsError):
+    """A message that can never be processed: it goes to the dead-letter topic.
+
+    ``reason`` is a short stable code (``decode_error``, ``validation_error``, ...) written to the
+    ``unistate.error.reason`` header; the message text is the human-readable detail.
+    """
+
+    def __init__(self, reason: str, detail: str, stage: str = "decode") -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.stage = stage

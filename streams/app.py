@@ -1,0 +1,95 @@
+"""The composition root of the worker: settings in, a ``Worker`` with every client built out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import redis
+
+from state.config import MixingConfig, StateConfig
+from state.keys import RedisKeys
+from state.mixing import MixingPolicy
+from streams.consumer import EventConsumer
+from streams.errors import ConfigurationError
+from streams.events import EventLimits
+from streams.metrics import MetricsServer, WorkerMetrics
+from streams.producer import KafkaProducer
+from streams.recompute import EncoderProtocol
+from streams.retry import RetryPolicy
+from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
+from streams.topics import TopicNames
+from streams.worker import Worker, WorkerParts
+
+__all__ = ["EXIT_AFTER_PUBLISH_CODE", "build_worker", "load_encoder", "redis_client"]
+
+logger = logging.getLogger(__name__)
+
+#: Exit status of the ``fail_after_publish`` test hook (the process dies before the commit).
+EXIT_AFTER_PUBLISH_CODE = 75
+
+
+def redis_client(settings: RedisSettings) -> redis.Redis:
+    """A Redis client (connects lazily, on its first command)."""
+    password = settings.password.get_secret_value() if settings.password else None
+    return redis.Redis.from_url(
+        settings.url, password=password, decode_responses=False,
+        socket_timeout=settings.socket_timeout_s, socket_connect_timeout=settings.socket_timeout_s,
+    )
+
+
+def load_encoder(settings: ModelSettings) -> EncoderProtocol:
+    """Load the exported model with ONNX Runtime; a bad or missing artifact is fatal."""
+    from encoders.errors import EncoderError
+    from encoders.serving import InterestEncoder
+
+    try:
+        return InterestEncoder.load(settings.artifact_dir, providers=settings.providers)
+    except (EncoderError, OSError) as exc:
+        raise ConfigurationError(f"cannot load model from {settings.artifact_dir}: {exc}") from exc
+
+
+def _crash_after_publish() -> None:
+    logger.error("fail_after_publish: exiting before the offset commit (test hook)")
+    logging.shutdown()
+    os._exit(EXIT_AFTER_PUBLISH_CODE)
+
+
+def build_worker(
+    kafka: KafkaSettings,
+    redis_settings: RedisSettings,
+    model: ModelSettings,
+    worker: WorkerSettings,
+    encoder: EncoderProtocol | None = None,
+    state_config: StateConfig | None = None,
+    mixing_config: MixingConfig | None = None,
+    fault_after_publish: Callable[[], None] | None = None,
+) -> Worker:
+    """Build every client (none connects yet) and the worker that will enter them."""
+    topics = TopicNames.from_prefix(kafka.topic_prefix)
+    metrics = WorkerMetrics()
+    if fault_after_publish is None and worker.fail_after_publish:
+        fault_after_publish = _crash_after_publish
+    parts = WorkerParts(
+        consumer=EventConsumer(kafka.consumer_config(), topics.inputs),
+        producer=KafkaProducer(kafka.producer_config(), kafka.flush_timeout_s),
+        redis_client=redis_client(redis_settings),
+        encoder=encoder if encoder is not None else load_encoder(model),
+        selector=MixingPolicy(mixing_config),
+        topics=topics,
+        keys=RedisKeys(redis_settings.key_prefix),
+        ttl_s=redis_settings.ttl_s,
+        retry=RetryPolicy(redis_settings.retry_attempts, redis_settings.retry_backoff_ms,
+                          redis_settings.retry_backoff_max_ms),
+        state_config=state_config or StateConfig(),
+        limits=EventLimits(worker.max_message_bytes, worker.max_future_skew_ms),
+        metrics=metrics,
+        metrics_server=MetricsServer(metrics, worker.metrics_port, worker.metrics_addr),
+        max_batch_messages=worker.max_batch_messages,
+        max_latency_ms=worker.max_latency_ms,
+        max_batch_users=worker.max_batch_users,
+        metadata_timeout_s=kafka.admin_timeout_s,
+        fault_after_publish=fault_after_publish,
+    )
+    return Worker(parts)

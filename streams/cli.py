@@ -1,0 +1,223 @@
+"""The ``unistate`` command line: worker, topics create, produce, inspect (and the model commands)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+from pydantic import ValidationError
+
+from state.errors import StateError
+from streams.errors import ConfigurationError, StreamsError
+from streams.logs import configure_logging
+from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
+from streams.topics import TopicNames, create_topics
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Modules contributing subcommands through ``register(subparsers)``; optional during development.
+_EXTENSIONS = ("streams.model_commands", "streams.demo")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("connection (override UNISTATE_* environment settings)")
+    g.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (UNISTATE_KAFKA_BOOTSTRAP_SERVERS)")
+    g.add_argument("--topic-prefix", help="topic name prefix (UNISTATE_KAFKA_TOPIC_PREFIX, default 'unistate.')")
+    g.add_argument("--redis-url", help="Redis URL (UNISTATE_REDIS_URL)")
+    g.add_argument("--key-prefix", help="Redis key prefix (UNISTATE_REDIS_KEY_PREFIX, default 'unistate')")
+    g.add_argument("--log-level", help="log level (UNISTATE_WORKER_LOG_LEVEL, default INFO)")
+    g.add_argument("--log-format", choices=["kv", "json"], help="log format (UNISTATE_WORKER_LOG_FORMAT)")
+    return common
+
+
+def _given(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
+    return {field: getattr(args, arg) for arg, field in mapping.items()
+            if getattr(args, arg, None) is not None}
+
+
+def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    """Environment settings with the command line's overrides."""
+    return KafkaSettings(**_given(args, {"bootstrap_servers": "bootstrap_servers",
+                                         "topic_prefix": "topic_prefix", "group": "group_id"}))
+
+
+def redis_settings(args: argparse.Namespace) -> RedisSettings:
+    """Environment settings with the command line's overrides."""
+    return RedisSettings(**_given(args, {"redis_url": "url", "key_prefix": "key_prefix"}))
+
+
+def worker_settings(args: argparse.Namespace) -> WorkerSettings:
+    """Environment settings with the command line's overrides."""
+    return WorkerSettings(**_given(args, {
+        "metrics_port": "metrics_port", "max_latency_ms": "max_latency_ms",
+        "max_batch_users": "max_batch_users", "log_level": "log_level", "log_format": "log_format",
+    }))
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streams.app import build_worker
+
+    model = ModelSettings(**_given(args, {"artifact_dir": "artifact_dir"}))
+    worker = build_worker(kafka_settings(args), redis_settings(args), model, worker_settings(args))
+
+    def _stop(signum: int, frame: object) -> None:
+        logger.info("signal received signum=%d: finishing the current batch", signum)
+        worker.stop()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def _cmd_topics_create(args: argparse.Namespace) -> int:
+    kafka = kafka_settings(args)
+    names = TopicNames.from_prefix(kafka.topic_prefix)
+    admin = AdminClient(kafka.admin_config())
+    outcome = create_topics(admin, names, args.partitions, args.replication_factor, kafka.admin_timeout_s)
+    for topic, state in outcome.items():
+        print(f"{topic}: {state} (partitions={args.partitions})")
+    return EXIT_OK
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from streams.produce import produce_events, read_event_file, synthetic_events
+    from streams.producer import KafkaProducer
+
+    kafka = kafka_settings(args)
+    if args.file is not None:
+        events = read_event_file(args.file)
+    else:
+        events = synthetic_events(args.users, args.seed, args.mean_events)
+    with KafkaProducer(kafka.producer_config(), kafka.flush_timeout_s) as producer:
+        counts = produce_events(producer, TopicNames.from_prefix(kafka.topic_prefix), events,
+                                progress=not args.no_progress)
+    print(f"produced {sum(counts.values())} events: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return EXIT_OK
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from state.keys import RedisKeys
+    from state.mixing import MixingPolicy
+    from streams.app import redis_client
+    from streams.inspect import format_report, inspect_user
+
+    settings = redis_settings(args)
+    with redis_client(settings) as client:
+        lines = inspect_user(client, RedisKeys(settings.key_prefix), MixingPolicy(), args.user,
+                             args.first_values)
+    if lines is None:
+        print(f"user {args.user}: nothing stored under key prefix {settings.key_prefix!r}")
+        return EXIT_ERROR
+    print(format_report(lines))
+    return EXIT_OK
+
+
+def _add_worker(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("worker", parents=[common], help="run the stream worker (Kafka → state → model → Redis)",
+                       description="Consume feed/search/ads events, update per-user state, recompute "
+                       "interest embeddings and publish them to Redis and the update topic.")
+    p.add_argument("--group", help="consumer group id (UNISTATE_KAFKA_GROUP_ID)")
+    p.add_argument("--artifact-dir", type=Path, help="exported model directory (UNISTATE_MODEL_ARTIFACT_DIR)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here; 0 = off")
+    p.add_argument("--max-latency-ms", type=int, help="consume wait per batch (default 50)")
+    p.add_argument("--max-batch-users", type=int, help="users per model call (default 64)")
+    p.set_defaults(handler=_cmd_worker)
+
+
+def _add_topics(sub: Any, common: argparse.ArgumentParser) -> None:
+    topics = sub.add_parser("topics", help="manage unistate's Kafka topics",
+                            description="Manage the input, dead-letter and update topics.")
+    topics_sub = topics.add_subparsers(dest="topics_command", metavar="COMMAND", required=True)
+    p = topics_sub.add_parser("create", parents=[common], help="create every topic (idempotent)",
+                              description="Create the co-partitioned input topics, the DLQ and the "
+                              "update topic. Existing topics with the same partition count are fine.")
+    p.add_argument("--partitions", type=int, default=6, help="partitions per topic (default 6)")
+    p.add_argument("--replication-factor", type=int, default=1, help="replication factor (default 1)")
+    p.set_defaults(handler=_cmd_topics_create)
+
+
+def _add_produce(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("produce", parents=[common], help="produce events from the generator or a file",
+                       description="Send events to the input topics (key = user_id, msgpack values).")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--generator", choices=["synthetic"], help="generate synthetic events")
+    source.add_argument("--file", type=Path, help=".jsonl or .msgpack records with a 'scenario' field")
+    p.add_argument("--users", type=int, default=100, help="synthetic users (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.add_argument("--mean-events", type=int, default=100, help="mean events per synthetic user")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_produce)
+
+
+def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("inspect", parents=[common], help="show a user's mixed sequence and vectors",
+                       description="Read USER's state from Redis: the mixed sequence by scenario and "
+                       "time bucket, then the stored vectors' metadata, norms and first values.")
+    p.add_argument("user", metavar="USER", help="user id")
+    p.add_argument("--first-values", type=int, default=6, help="vector values shown per query token")
+    p.set_defaults(handler=_cmd_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree (extension modules add theirs when present)."""
+    parser = argparse.ArgumentParser(prog="unistate", description="Streaming real-time user state: "
+                                     "Kafka events → per-user sequences → interest embeddings → Redis.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common_options()
+    for add in (_add_worker, _add_topics, _add_produce, _add_inspect):
+        add(sub, common)
+    for name in _EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            logger.debug("optional command module absent module=%s", name)
+            continue
+        module.register(sub)
+    return parser
+
+
+def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return handler(args)
+    except (ConfigurationError, ValidationError) as exc:
+        print(f"unistate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (StreamsError, StateError) as exc:
+        print(f"unistate: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``unistate`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        defaults = WorkerSettings()
+    except ValidationError as exc:
+        print(f"unistate: bad UNISTATE_WORKER_* settings: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(getattr(args, "log_level", None) or defaults.log_level,
+                      getattr(args, "log_format", None) or defaults.log_format)
+    return _run(args.handler, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""A thin consumer wrapper: subscribe on ``__enter__``, batch consume, store and commit by hand."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streams.errors import ConfigurationError, KafkaUnavailableError
+
+__all__ = ["EventConsumer", "next_offsets"]
+
+logger = logging.getLogger(__name__)
+
+RevokeCallback = Callable[[list[TopicPartition]], None]
+
+
+def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
+    """The offset to commit per partition: one past the highest offset seen in ``messages``."""
+    highest: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        tp = (str(msg.topic()), int(msg.partition()))
+        highest[tp] = max(highest.get(tp, -1), int(msg.offset()))
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
+
+
+class EventConsumer:
+    """Consumes the input topics in one group; never stores or commits offsets by itself.
+
+    The constructor only keeps the configuration; the client is built and subscribed on
+    ``__enter__`` and closed (leaving the group) on ``__exit__``.
+    """
+
+    def __init__(
+        self, config: dict[str, Any], topics: Sequence[str],
+        on_revoke: RevokeCallback | None = None,
+    ) -> None:
+        if config.get("enable.auto.offset.store") not in (False, "false") or config.get(
+            "enable.auto.commit"
+        ) not in (False, "false"):
+            raise ConfigurationError(
+                "the worker stores and commits offsets itself: enable.auto.offset.store and "
+                "enable.auto.commit must be false"
+            )
+        self._config = dict(config)
+        self._topics = list(topics)
+        self.on_revoke = on_revoke
+        self._consumer: Consumer | None = None
+
+    def __enter__(self) -> EventConsumer:
+        self._config.setdefault("error_cb", self._on_error)
+        try:
+            self._consumer = Consumer(self._config)
+            self._consumer.subscribe(
+                self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"cannot start consumer: {exc}") from exc
+        logger.info("consumer subscribed topics=%s group=%s", self._topics, self._config.get("group.id"))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except KafkaException as exc:
+                logger.warning("consumer close failed error=%s", exc)
+            self._consumer = None
+
+    @property
+    def client(self) -> Consumer:
+        """The underlying confluent-kafka consumer (built on ``__enter__``)."""
+        if self._consumer is None:
+            raise KafkaUnavailableError("consumer used outside its `with` block")
+        return self._consumer
+
+    def consume(self, num_messages: int, wait_s: float) -> list[Message]:
+        """Up to ``num_messages`` messages, waiting at most ``wait_s``; error events are raised
+        when fatal and logged otherwise (partition EOF, transient broker trouble)."""
+        try:
+            batch = self.client.consume(num_messages=num_messages, timeout=wait_s)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"consume failed: {exc}") from exc
+        messages: list[Message] = []
+        for msg in batch:
+            err = msg.error()
+            if err is None:
+                messages.append(msg)
+            elif err.fatal():
+                raise KafkaUnavailableError(f"fatal consumer error: {err}")
+            elif err.code() != KafkaError._PARTITION_EOF:
+                logger.warning("consumer error code=%s detail=%s", err.name(), err.str())
+        return messages
+
+    def store_and_commit(self, messages: Sequence[Message]) -> list[TopicPartition]:
+        """Store the next offsets of ``messages`` and commit them synchronously."""
+        offsets = next_offsets(messages)
+        if not offsets:
+            return []
+        try:
+            self.client.store_offsets(offsets=offsets)
+            committed = self.client.commit(asynchronous=False) or []
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"offset commit failed: {exc}") from exc
+        failed = [tp for tp in committed if tp.error is not None]
+        if failed:
+            raise KafkaUnavailableError(f"offset commit failed for {failed}")
+        return offsets
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("partitions assigned count=%d partitions=%s", len(partitions),
+                    [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("partitions revoked count=%d", len(partitions))
+        if self.on_revoke is not None:
+            self.on_revoke(partitions)
+
+    def _on_error(self, err: KafkaError) -> None:
+        logger.warning("kafka consumer error code=%s detail=%s", err.name(), err.str())

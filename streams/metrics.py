@@ -1,0 +1,80 @@
+"""Prometheus metrics of the worker, on their own registry, served on /metrics when a port is set."""
+
+from __future__ import annotations
+
+import logging
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["MetricsServer", "WorkerMetrics"]
+
+logger = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class WorkerMetrics:
+    """Every metric the worker updates; one registry per instance (tests build their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "unistate_events_consumed_total", "Messages consumed, by scenario.", ["scenario"],
+            registry=r)
+        self.events_applied = Counter(
+            "unistate_events_applied_total", "Events applied to user state, by result.",
+            ["scenario", "result"], registry=r)
+        self.dead_letters = Counter(
+            "unistate_dead_letters_total", "Messages sent to the dead-letter topic, by reason.",
+            ["reason"], registry=r)
+        self.users_updated = Counter(
+            "unistate_users_updated_total", "User embeddings written to Redis.", registry=r)
+        self.publish_refused = Counter(
+            "unistate_publish_refused_total",
+            "Updates Redis refused because it held a version >= ours.", registry=r)
+        self.recompute_batch_users = Histogram(
+            "unistate_recompute_batch_users", "Users per model call (micro-batch size).",
+            buckets=_BATCH_BUCKETS, registry=r)
+        self.recompute_seconds = Histogram(
+            "unistate_recompute_seconds", "Model call duration per micro-batch.", registry=r)
+        self.event_to_redis_seconds = Histogram(
+            "unistate_event_to_redis_seconds",
+            "From the message's Kafka timestamp to its user's vectors being in Redis.",
+            buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.batch_seconds = Histogram(
+            "unistate_batch_seconds", "Processing time of one consumed batch.", registry=r)
+        self.commits = Counter("unistate_commits_total", "Offset commits.", registry=r)
+        self.redis_retries = Counter(
+            "unistate_redis_retries_total", "Redis operations retried after an error.", registry=r)
+        self.cached_users = Gauge(
+            "unistate_cached_users", "User sequences held in memory.", registry=r)
+
+
+class MetricsServer:
+    """The /metrics HTTP endpoint as a context manager; port 0 serves nothing."""
+
+    def __init__(self, metrics: WorkerMetrics, port: int, addr: str = "0.0.0.0") -> None:
+        self._metrics = metrics
+        self._port = port
+        self._addr = addr
+        self._server: WSGIServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 when off)."""
+        return self._server.server_port if self._server is not None else 0
+
+    def __enter__(self) -> MetricsServer:
+        if self._port:
+            self._server, _ = start_http_server(self._port, self._addr, registry=self._metrics.registry)
+            logger.info("metrics serving addr=%s port=%d", self._addr, self._port)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

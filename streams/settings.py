@@ -1,0 +1,132 @@
+"""Settings read from the environment (the only module that does): Kafka, Redis, model, worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "CONSUMER_DEFAULTS",
+    "PRODUCER_DEFAULTS",
+    "KafkaSettings",
+    "ModelSettings",
+    "RedisSettings",
+    "WorkerSettings",
+]
+
+#: librdkafka consumer defaults; ``KafkaSettings.consumer_options`` is merged over them.
+#: Offsets are stored by hand after Redis acknowledged, and committed synchronously per batch.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 1_000,
+    "partition.assignment.strategy": "range",
+}
+
+#: librdkafka producer defaults; ``KafkaSettings.producer_options`` is merged over them.
+#: ``murmur2_random`` is the Java client's partitioner, so every producer co-partitions users.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "linger.ms": 5,
+    "partitioner": "murmur2_random",
+    "message.timeout.ms": 30_000,
+}
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="forbid")
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka connection, group and topic prefix (``UNISTATE_KAFKA_*``).
+
+    ``consumer_options`` / ``producer_options`` are librdkafka options (JSON in the environment)
+    merged over ``CONSUMER_DEFAULTS`` / ``PRODUCER_DEFAULTS``; ``client_options`` go to both and
+    to the admin client (security, SASL, ...).
+    """
+
+    model_config = _config("UNISTATE_KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "unistate-worker"
+    topic_prefix: str = "unistate."
+    client_id: str = "unistate"
+    client_options: dict[str, Any] = Field(default_factory=dict)
+    consumer_options: dict[str, Any] = Field(default_factory=dict)
+    producer_options: dict[str, Any] = Field(default_factory=dict)
+    sasl_password: SecretStr | None = None
+    admin_timeout_s: float = Field(default=15.0, gt=0)
+    flush_timeout_s: float = Field(default=30.0, gt=0)
+
+    def _common(self) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+        }
+        if self.sasl_password is not None:
+            common["sasl.password"] = self.sasl_password.get_secret_value()
+        return {**common, **self.client_options}
+
+    def consumer_config(self) -> dict[str, Any]:
+        """The librdkafka consumer configuration: defaults, then common, then overrides."""
+        return {**CONSUMER_DEFAULTS, **self._common(), "group.id": self.group_id,
+                **self.consumer_options}
+
+    def producer_config(self) -> dict[str, Any]:
+        """The librdkafka producer configuration: defaults, then common, then overrides."""
+        return {**PRODUCER_DEFAULTS, **self._common(), **self.producer_options}
+
+    def admin_config(self) -> dict[str, Any]:
+        """The librdkafka admin-client configuration."""
+        return self._common()
+
+
+class RedisSettings(BaseSettings):
+    """Redis connection, key prefix, TTL and the bounded retry policy (``UNISTATE_REDIS_*``)."""
+
+    model_config = _config("UNISTATE_REDIS_")
+
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    key_prefix: str = "unistate"
+    ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_backoff_ms: int = Field(default=200, ge=0)
+    retry_backoff_max_ms: int = Field(default=5_000, ge=0)
+
+
+class ModelSettings(BaseSettings):
+    """Where the exported model lies and which ONNX Runtime providers serve it (``UNISTATE_MODEL_*``)."""
+
+    model_config = _config("UNISTATE_MODEL_")
+
+    artifact_dir: Path = Path("models/current")
+    providers: list[str] | None = None
+
+
+class WorkerSettings(BaseSettings):
+    """The worker loop: batching, latency budget, limits, metrics, logs (``UNISTATE_WORKER_*``).
+
+    ``fail_after_publish`` is a test hook: the process exits abruptly right after Redis and the
+    notification topic have a batch's results, before its offsets are committed.
+    """
+
+    model_config = _config("UNISTATE_WORKER_")
+
+    max_batch_messages: int = Field(default=500, ge=1)
+    max_latency_ms: int = Field(default=50, ge=1)
+    max_batch_users: int = Field(default=64, ge=1)
+    max_message_bytes: int = Field(default=64 * 1024, ge=64)
+    max_future_skew_ms: int = Field(default=5 * 60_000, ge=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_addr: str = "0.0.0.0"
+    log_level: str = "INFO"
+    log_format: Literal["kv", "json"] = "kv"
+    fail_after_publish: bool = False

@@ -1,0 +1,242 @@
+"""The worker loop: consume a batch, update user state, recompute, publish, then commit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+
+import msgpack
+import redis
+from confluent_kafka import Message
+
+from state.cache import SequenceCache
+from state.config import StateConfig
+from state.keys import RedisKeys
+from state.mixing import SelectorProtocol
+from state.publisher import RedisPublisher, UserUpdate
+from state.records import Behavior
+from state.sequence import ApplyResult, UserSequence
+from state.store import SequenceStore
+from streams.consumer import EventConsumer
+from streams.dlq import DeadLetterQueue
+from streams.errors import PoisonMessageError
+from streams.events import EventLimits, decode_event
+from streams.metrics import MetricsServer, WorkerMetrics
+from streams.producer import KafkaProducer
+from streams.recompute import EncoderProtocol, Recomputer, check_vocabulary
+from streams.retry import RetryPolicy
+from streams.topics import TopicNames, check_copartitioned, partition_counts
+
+__all__ = ["BatchResult", "Worker", "WorkerParts"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerParts:
+    """Everything a ``Worker`` runs with; the context managers are entered by ``Worker.run``."""
+
+    consumer: EventConsumer
+    producer: KafkaProducer
+    redis_client: redis.Redis
+    encoder: EncoderProtocol
+    selector: SelectorProtocol
+    topics: TopicNames
+    keys: RedisKeys
+    ttl_s: int
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    state_config: StateConfig = field(default_factory=StateConfig)
+    limits: EventLimits = field(default_factory=EventLimits)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    metrics_server: AbstractContextManager[object] | None = None
+    max_batch_messages: int = 500
+    max_latency_ms: int = 50
+    max_batch_users: int = 64
+    metadata_timeout_s: float = 15.0
+    #: Test hook: called after Redis and the notification topic have a batch, before the commit.
+    fault_after_publish: Callable[[], None] | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one batch did (returned by ``Worker.process`` for logs and tests)."""
+
+    messages: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    users_changed: int = 0
+    users_written: int = 0
+
+
+class Worker:
+    """One consumer-group member; ``run`` loops until ``stop`` (thread-safe) is called."""
+
+    def __init__(self, parts: WorkerParts) -> None:
+        check_vocabulary(parts.encoder)
+        self.parts = parts
+        self.metrics = parts.metrics
+        self._stop = threading.Event()
+        self._scenario_of = parts.topics.scenario_of()
+        self._store = SequenceStore(parts.redis_client, parts.keys, parts.state_config)
+        self._publisher = RedisPublisher(parts.redis_client, parts.keys, parts.ttl_s)
+        self._dlq = DeadLetterQueue(parts.producer, parts.topics.dlq)
+        self._recomputer = Recomputer(parts.encoder, parts.selector, parts.max_batch_users)
+        self._cache = SequenceCache(parts.state_config.idle_evict_s)
+        self._retry = RetryPolicy(parts.retry.attempts, parts.retry.backoff_ms,
+                                  parts.retry.backoff_max_ms, stop=self._stop)
+        self.batches = 0
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Enter every resource in one ExitStack, check the topics, then loop batch by batch."""
+        p = self.parts
+        with ExitStack() as stack:
+            if p.metrics_server is not None:
+                stack.enter_context(p.metrics_server)
+            stack.enter_context(p.redis_client)
+            stack.enter_context(p.producer)
+            p.consumer.on_revoke = self._on_revoke
+            consumer = stack.enter_context(p.consumer)
+            counts = partition_counts(consumer.client, p.topics.inputs, p.metadata_timeout_s)
+            partitions = check_copartitioned(counts, p.topics)
+            logger.info("worker started topics=%s partitions=%d", list(p.topics.inputs), partitions)
+            while not self._stop.is_set():
+                messages = consumer.consume(p.max_batch_messages, p.max_latency_ms / 1000)
+                if messages:
+                    self.process(messages)
+                    self.batches += 1
+                self.metrics.cached_users.set(len(self._cache))
+                self._cache.evict_idle()
+        logger.info("worker stopped batches=%d", self.batches)
+
+    def process(self, messages: list[Message]) -> BatchResult:
+        """Handle one consumed batch end to end; offsets are committed only at the very end."""
+        started = time.monotonic()
+        result = BatchResult(messages=len(messages))
+        try:
+            decoded = self._decode(messages, result)
+            changed, contributors = self._apply(decoded, result)
+            written_at_ms = self._recompute_and_publish(changed, result)
+            self.parts.producer.flush()  # notifications and dead letters acknowledged
+        except BaseException:
+            self._cache = SequenceCache(self.parts.state_config.idle_evict_s)  # may hold unpublished state
+            raise
+        self._observe_latency(contributors, written_at_ms)
+        if self.parts.fault_after_publish is not None:
+            self.parts.fault_after_publish()
+        self.parts.consumer.store_and_commit(messages)
+        self.metrics.commits.inc()
+        self.metrics.batch_seconds.observe(time.monotonic() - started)
+        logger.debug("batch done messages=%d dead_letters=%d duplicates=%d changed=%d written=%d",
+                     result.messages, result.dead_letters, result.duplicates,
+                     result.users_changed, result.users_written)
+        return result
+
+    def _decode(self, messages: list[Message], result: BatchResult) -> list[tuple[Message, Behavior]]:
+        now_ms = int(time.time() * 1000)
+        decoded: list[tuple[Message, Behavior]] = []
+        for msg in messages:
+            scenario = self._scenario_of[str(msg.topic())]
+            self.metrics.events_consumed.labels(scenario).inc()
+            try:
+                behavior = decode_event(scenario, msg.key(), msg.value(), now_ms, self.parts.limits)
+            except PoisonMessageError as exc:
+                self._dead_letter(msg, exc, result)
+                continue
+            decoded.append((msg, behavior))
+        return decoded
+
+    def _dead_letter(self, msg: Message, error: PoisonMessageError, result: BatchResult) -> None:
+        self._dlq.send(msg, error)
+        self.metrics.dead_letters.labels(error.reason).inc()
+        result.dead_letters += 1
+
+    def _sequences(self, user_ids: list[str]) -> dict[str, UserSequence]:
+        """Cached sequences, the rest loaded from Redis (new users start empty)."""
+        found = {u: s for u in user_ids if (s := self._cache.get(u)) is not None}
+        missing = [u for u in user_ids if u not in found]
+        if missing:
+            loaded = self._retry.call("load_many", lambda: self._store.load_many(missing),
+                                      self.metrics.redis_retries.inc)
+            for user_id in missing:
+                seq = loaded.get(user_id) or UserSequence(user_id, self.parts.state_config)
+                self._cache.put(seq)
+                found[user_id] = seq
+        return found
+
+    def _apply(
+        self, decoded: list[tuple[Message, Behavior]], result: BatchResult
+    ) -> tuple[dict[str, UserSequence], dict[str, list[Message]]]:
+        sequences = self._sequences(list(dict.fromkeys(b.user_id for _, b in decoded)))
+        changed: dict[str, UserSequence] = {}
+        contributors: dict[str, list[Message]] = {}
+        for msg, behavior in decoded:
+            seq = sequences[behavior.user_id]
+            outcome = seq.apply(behavior)
+            self.metrics.events_applied.labels(behavior.scenario, outcome.value).inc()
+            if outcome is ApplyResult.ADDED:
+                changed[seq.user_id] = seq
+                contributors.setdefault(seq.user_id, []).append(msg)
+            elif outcome is ApplyResult.DUPLICATE:
+                result.duplicates += 1
+            else:
+                detail = (f"ts_ms={behavior.ts_ms} is older than watermark_ms={seq.watermark_ms} "
+                          f"minus allowed_lateness_ms={seq.config.allowed_lateness_ms}")
+                self._dead_letter(msg, PoisonMessageError("too_late", detail, stage="apply"), result)
+        result.users_changed = len(changed)
+        return changed, contributors
+
+    def _recompute_and_publish(self, changed: dict[str, UserSequence], result: BatchResult) -> dict[str, int]:
+        """Encode and publish in micro-batches; returns user → ms when Redis acknowledged."""
+        written_at_ms: dict[str, int] = {}
+        for chunk in self._recomputer.chunks(list(changed.values())):
+            encode_started = time.monotonic()
+            updates = self._recomputer.updates(chunk)
+            self.metrics.recompute_seconds.observe(time.monotonic() - encode_started)
+            self.metrics.recompute_batch_users.observe(len(updates))
+            written = self._retry.call("publish", lambda: self._publisher.publish(updates),
+                                       self.metrics.redis_retries.inc)
+            now_ms = int(time.time() * 1000)
+            for update, ok in zip(updates, written):
+                if ok:
+                    self._notify(update)
+                    written_at_ms[update.user_id] = now_ms
+                else:  # Redis holds a newer version (another worker): reload next time
+                    self._cache.pop(update.user_id)
+                    self.metrics.publish_refused.inc()
+                    logger.warning("publish refused user_id=%s version=%d", update.user_id, update.version)
+        result.users_written = len(written_at_ms)
+        self.metrics.users_updated.inc(len(written_at_ms))
+        return written_at_ms
+
+    def _notify(self, update: UserUpdate) -> None:
+        payload = {
+            "user_id": update.user_id, "version": update.version,
+            "watermark_ms": update.watermark_ms, "computed_at_ms": update.computed_at_ms,
+            "model_version": update.model_version,
+        }
+        self.parts.producer.produce(self.parts.topics.updates, key=update.user_id.encode(),
+                                    value=msgpack.packb(payload, use_bin_type=True))
+
+    def _observe_latency(self, contributors: dict[str, list[Message]], written_at_ms: dict[str, int]) -> None:
+        for user_id, at_ms in written_at_ms.items():
+            for msg in contributors.get(user_id, ()):
+                ts_type, ts_ms = msg.timestamp()
+                if ts_type and ts_ms > 0:
+                    self.metrics.event_to_redis_seconds.observe(max(at_ms - ts_ms, 0) / 1000)
+
+    def _on_revoke(self, partitions: list[object]) -> None:
+        """Partitions move to another member: forget cached users (Redis has their state)."""
+        self._cache = SequenceCache(self.parts.state_config.idle_evict_s)

@@ -1,0 +1,317 @@
+"""The worker end to end against a real Tansu broker and redis-server: merge, model parity, DLQ."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from state.keys import RedisKeys
+from state.mixing import MixingPolicy
+from state.reader import EmbeddingReader
+from state.store import SequenceStore
+from streams.app import build_worker
+from streams.cli import main
+from streams.dlq import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_SOURCE_TOPIC
+from streams.events import encode_event
+from streams.producer import KafkaProducer
+from streams.recompute import sequence_input
+from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
+from streams.topics import TopicNames, create_topics
+from streams.worker import Worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+#: Tansu needs short group timings, or joins take ~23 s.
+FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def build_tiny_artifact(out_dir: Path) -> Path:
+    """Train one epoch of a tiny model on synthetic events and export it (about 2 s)."""
+    from encoders.config import ModelConfig, TrainConfig
+    from encoders.data.synthetic import generate_events
+    from encoders.data.wire import histories_from_wire
+    from encoders.dataset import EventDataset
+    from encoders.export import export
+    from encoders.train import train
+
+    dataset = EventDataset.build(histories_from_wire(generate_events(12, seed=1, mean_events=16)))
+    model = ModelConfig(n_queries=2, dim=8, d_model=16, n_layers=1, n_heads=2, max_len=128)
+    config = TrainConfig(model=model, epochs=1, batch_size=64, n_negatives=16, progress=False, threads=1)
+    export(train(config, dataset, MixingPolicy(), out_dir / "ckpt"), out_dir / "current")
+    return out_dir / "current"
+
+
+@pytest.fixture(scope="module")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_artifact(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def encoder(artifact_dir: Path):  # noqa: ANN201 - InterestEncoder
+    from encoders.serving import InterestEncoder
+
+    return InterestEncoder.load(artifact_dir, providers=["CPUExecutionProvider"])
+
+
+def settings_for(bootstrap: str, redis_url: str, unique: str) -> tuple[KafkaSettings, RedisSettings]:
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, group_id=unique, topic_prefix=f"{unique}.",
+                          consumer_options=FAST_GROUP)
+    redis_settings = RedisSettings(url=redis_url, key_prefix=unique, retry_attempts=2,
+                                   retry_backoff_ms=50)
+    return kafka, redis_settings
+
+
+def make_topics(kafka: KafkaSettings, partitions: int = 2) -> TopicNames:
+    names = TopicNames.from_prefix(kafka.topic_prefix)
+    create_topics(AdminClient(kafka.admin_config()), names, partitions, 1)
+    return names
+
+
+def produce(kafka: KafkaSettings, messages: list[tuple[str, bytes | None, bytes, list | None]]) -> None:
+    with KafkaProducer(kafka.producer_config()) as producer:
+        for topic, key, value, headers in messages:
+            producer.produce(topic, key=key, value=value, headers=headers)
+        producer.flush()
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> object:
+    """Poll ``condition`` until it returns something truthy (a condition wait, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        pause.wait(0.05)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[list[BaseException]]:
+    """Run ``worker`` in a thread; stop it on exit and re-raise what it raised."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="worker", daemon=True)
+    thread.start()
+    try:
+        yield errors
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive(), "worker did not stop"
+    if errors:
+        raise errors[0]
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int, count: int, timeout_s: float = 20) -> list[Message]:
+    """The first ``count`` messages of ``topic`` (assigned, no group join)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    got: list[Message] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(got) < count and time.monotonic() < deadline:
+            got += [m for m in consumer.consume(100, 0.1) if m.error() is None]
+    finally:
+        consumer.close()
+    assert len(got) >= count, f"{topic}: read {len(got)} of {count}"
+    return got
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def events_for(user: str, base_ms: int) -> list[tuple[str, dict]]:
+    return [
+        ("feed", {"event_id": f"{user}-f1", "user_id": user, "ts_ms": base_ms, "action": "click",
+                  "item_id": "it_coffee_1", "dwell_ms": 1200}),
+        ("search", {"event_id": f"{user}-s1", "user_id": user, "ts_ms": base_ms + 1000,
+                    "query": "espresso grinder", "clicked_item_id": "it_coffee_2", "position": 1}),
+        ("ads", {"event_id": f"{user}-a1", "user_id": user, "ts_ms": base_ms + 2000,
+                 "action": "click", "ad_id": "ad_coffee_3"}),
+        ("feed", {"event_id": f"{user}-f2", "user_id": user, "ts_ms": base_ms + 3000,
+                  "action": "like", "item_id": "it_coffee_4"}),
+        ("search", {"event_id": f"{user}-s2", "user_id": user, "ts_ms": base_ms + 4000,
+                    "query": "latte art"}),
+    ]
+
+
+def as_messages(names: TopicNames, events: list[tuple[str, dict]]) -> list[tuple[str, bytes, bytes, None]]:
+    return [(names.for_scenario(s), e["user_id"].encode(), encode_event(e), None) for s, e in events]
+
+
+def stored_counts(client: redis.Redis, keys: RedisKeys, user: str) -> dict[str, int] | None:
+    seq = SequenceStore(client, keys).load_many([user]).get(user)
+    return seq.counts() if seq is not None else None
+
+
+def test_events_from_three_topics_land_in_one_sequence_and_redis_equals_the_model(
+    kafka_broker, redis_server, redis_client, unique, artifact_dir, encoder
+) -> None:
+    kafka, redis_settings = settings_for(kafka_broker.bootstrap, redis_server.url, unique)
+    names = make_topics(kafka)
+    base = now_ms() - 60_000
+    events = events_for("alice", base) + events_for("bob", base + 500)
+    produce(kafka, as_messages(names, events))
+    worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact_dir),
+                          WorkerSettings(), encoder=encoder)
+    keys = RedisKeys(unique)
+    expected = {"feed": 2, "search": 2, "ads": 1}
+    with running(worker):
+        wait_for(lambda: all(stored_counts(redis_client, keys, u) == expected for u in ("alice", "bob")),
+                 60, "both users' five events in Redis")
+    seq = SequenceStore(redis_client, keys).load_many(["alice"])["alice"]
+    assert {b.event_id for b in seq.behaviors()} == {e["event_id"] for _, e in events[:5]}
+    assert {b.scenario for b in seq.behaviors()} == {"feed", "search", "ads"}
+    assert seq.watermark_ms == base + 4000
+    # What Redis holds equals a direct model call on the stored sequence.
+    stored = EmbeddingReader(redis_client, keys).get_user("alice")
+    direct = encoder.encode([sequence_input(seq, MixingPolicy())])[0]
+    assert stored is not None and stored.version == seq.version >= 1
+    assert stored.model_version == encoder.model_version
+    for s, scenario in enumerate(encoder.scenarios):
+        np.testing.assert_allclose(stored.vectors[scenario], direct[s], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(stored.vectors[scenario], axis=-1), 1.0, atol=1e-4)
+    # Downstream consumers see a notification per publish, the last one at the stored version.
+    notes = [msgpack.unpackb(m.value()) for m in read_topic(kafka_broker.bootstrap, names.updates, 2,
+                                                               stored.version)
+             if m.key() == b"alice"]
+    assert max(n["version"] for n in notes) == stored.version
+    consumed = {s: worker.metrics.events_consumed.labels(s)._value.get() for s in expected}
+    assert consumed == {"feed": 4.0, "search": 4.0, "ads": 2.0}
+    assert worker.metrics.commits._value.get() >= 1
+
+
+def test_malformed_messages_reach_the_dlq_and_the_worker_keeps_going(
+    kafka_broker, redis_server, redis_client, unique, artifact_dir, encoder
+) -> None:
+    kafka, redis_settings = settings_for(kafka_broker.bootstrap, redis_server.url, unique)
+    names = make_topics(kafka, partitions=1)
+    base = now_ms() - 3 * 86_400_000
+    good = {"event_id": "c-1", "user_id": "carol", "ts_ms": base, "action": "click", "item_id": "i1"}
+    late = {"event_id": "c-0", "user_id": "carol", "ts_ms": base - 2 * 86_400_000,
+            "action": "click", "item_id": "i0"}
+    after = {"event_id": "c-2", "user_id": "carol", "ts_ms": base + 1, "query": "tent"}
+    bad = [
+        (names.feed, b"carol", b"\xc1not msgpack", [("trace", b"abc")]),
+        (names.feed, b"carol", encode_event({**good, "event_id": "c-x", "action": "dance"}), None),
+        (names.ads, b"mallory", encode_event({"event_id": "c-y", "user_id": "carol",
+                                                "ts_ms": base, "action": "click", "ad_id": "a"}), None),
+        (names.search, b"carol", encode_event({**after, "query": "x" * 70_000}), None),
+    ]
+    produce(kafka, [(names.feed, b"carol", encode_event(good), None), *bad,
+                    (names.feed, b"carol", encode_event(late), None),
+                    (names.search, b"carol", encode_event(after), None)])
+    worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact_dir),
+                          WorkerSettings(), encoder=encoder)
+    keys = RedisKeys(unique)
+    with running(worker):
+        wait_for(lambda: stored_counts(redis_client, keys, "carol") == {"feed": 1, "search": 1, "ads": 0},
+                 60, "carol's two good events in Redis")
+        dead = read_topic(kafka_broker.bootstrap, names.dlq, 1, 5)
+    by_reason = {dict(m.headers())[HEADER_REASON].decode(): m for m in dead}
+    assert set(by_reason) == {"decode_error", "validation_error", "key_mismatch",
+                              "message_too_large", "too_late"}
+    first = by_reason["decode_error"]
+    headers = dict(first.headers())
+    assert first.value() == b"\xc1not msgpack" and first.key() == b"carol"
+    assert headers["trace"] == b"abc"  # original headers kept
+    assert headers[HEADER_SOURCE_TOPIC] == names.feed.encode()
+    assert headers[HEADER_PARTITION] == b"0" and headers[HEADER_OFFSET] == b"1"
+    assert worker.metrics.dead_letters.labels("too_late")._value.get() == 1
+
+
+def test_worker_refuses_topics_that_are_not_copartitioned(
+    kafka_broker, redis_server, unique, artifact_dir, capsys
+) -> None:
+    kafka, _ = settings_for(kafka_broker.bootstrap, redis_server.url, unique)
+    names = TopicNames.from_prefix(kafka.topic_prefix)
+    admin = AdminClient(kafka.admin_config())
+    counts = {names.feed: 2, names.search: 3, names.ads: 2}
+    for future in admin.create_topics([NewTopic(t, n, 1) for t, n in counts.items()]).values():
+        future.result()
+    common = ["--bootstrap-servers", kafka_broker.bootstrap, "--topic-prefix", kafka.topic_prefix,
+              "--redis-url", redis_server.url, "--key-prefix", unique]
+    assert main(["worker", "--artifact-dir", str(artifact_dir), "--group", unique, *common]) == 2
+    assert "not co-partitioned" in capsys.readouterr().err
+    # `topics create` with another partition count than the existing topics: a clear error too.
+    assert main(["topics", "create", "--partitions", "3", *common]) == 2
+    assert "partition count other than 3" in capsys.readouterr().err
+
+
+def test_cli_topics_produce_worker_inspect(
+    kafka_broker, redis_server, redis_client, unique, artifact_dir, tmp_path, capsys
+) -> None:
+    common = ["--bootstrap-servers", kafka_broker.bootstrap, "--topic-prefix", f"{unique}.",
+              "--redis-url", redis_server.url, "--key-prefix", unique]
+    assert main(["topics", "create", "--partitions", "2", *common]) == 0
+    assert main(["topics", "create", "--partitions", "2", *common]) == 0  # idempotent
+    events = tmp_path / "events.jsonl"
+    base = now_ms() - 60_000
+    events.write_text("".join(json.dumps({"scenario": s, **e}) + "\n" for s, e in events_for("dave", base)))
+    assert main(["produce", "--file", str(events), "--no-progress", *common]) == 0
+    assert "produced 5 events" in capsys.readouterr().out
+    keys = RedisKeys(unique)
+    kafka, redis_settings = settings_for(kafka_broker.bootstrap, redis_server.url, unique)
+    worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact_dir), WorkerSettings())
+    with running(worker):
+        wait_for(lambda: stored_counts(redis_client, keys, "dave") == {"feed": 2, "search": 2, "ads": 1},
+                 60, "dave's events in Redis")
+    assert main(["inspect", "dave", *common]) == 0
+    out = capsys.readouterr().out
+    assert "mixed sequence: 5 of 5 buffered events" in out
+    assert "search: 2 chosen" in out and "espresso grinder" in out and "norms=" in out
+    assert main(["inspect", "nobody", *common]) == 1
+
+
+def test_redis_down_stops_the_worker_without_committing(
+    kafka_broker, unique, artifact_dir, encoder
+) -> None:
+    from streams.embedded import start_redis
+    from streams.errors import RedisUnavailableError
+
+    own_redis = start_redis()
+    try:
+        kafka, redis_settings = settings_for(kafka_broker.bootstrap, own_redis.url, unique)
+        names = make_topics(kafka, partitions=1)
+        first, second = events_for("frank", now_ms() - 60_000)[:2]
+        produce(kafka, as_messages(names, [first]))
+        worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact_dir),
+                              WorkerSettings(), encoder=encoder)
+        client = redis.Redis.from_url(own_redis.url)
+        with pytest.raises(RedisUnavailableError, match="after 2 attempts"), running(worker):
+            wait_for(lambda: stored_counts(client, RedisKeys(unique), "frank"), 60, "frank in Redis")
+            client.close()
+            own_redis.stop()
+            produce(kafka, as_messages(names, [second]))
+            wait_for(lambda: worker.metrics.redis_retries._value.get() >= 1, 30, "a redis retry")
+            wait_for(lambda: not any(t.name == "worker" and t.is_alive() for t in threading.enumerate()),
+                     30, "the worker thread to exit")
+    finally:
+        own_redis.stop()
+    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": unique})
+    try:
+        offsets = consumer.committed([TopicPartition(t, 0) for t in names.inputs], timeout=10)
+    finally:
+        consumer.close()
+    # Only the first event's batch was committed; the second is left for a restart to re-deliver.
+    assert {tp.topic: tp.offset for tp in offsets if tp.offset >= 0} == {names.feed: 1}

@@ -1,0 +1,47 @@
+"""The command tree: every command has --help, and the required ones exist."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from streams.cli import build_parser, main
+from streams.logs import JsonFormatter
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["worker"], ["topics"], ["topics", "create"], ["produce"], ["inspect"]],
+)
+def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    assert "usage: unistate" in capsys.readouterr().out
+
+
+def test_required_commands_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    build_parser().print_help()
+    out = capsys.readouterr().out
+    for command in ("worker", "topics", "produce", "inspect"):
+        assert command in out
+
+
+def test_produce_needs_a_source() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["produce"])
+    assert info.value.code == 2
+
+
+def test_bad_environment_settings_exit_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("UNISTATE_WORKER_MAX_LATENCY_MS", "-5")
+    assert main(["inspect", "u1"]) == 2
+    assert "UNISTATE_WORKER" in capsys.readouterr().err
+
+
+def test_json_log_lines_are_json() -> None:
+    record = logging.LogRecord("streams.x", logging.INFO, __file__, 1, "done users=%d", (3,), None)
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["msg"] == "done users=3" and doc["level"] == "INFO" and doc["logger"] == "streams.x"
