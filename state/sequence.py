@@ -39,7 +39,10 @@ class UserSequence:
 
     A full buffer drops its oldest event. An ``event_id`` already held in a buffer or among the
     last ``recent_ids_capacity`` applied ids is a duplicate. ``watermark_ms`` is the largest event
-    time accepted; an event older than ``watermark_ms - allowed_lateness_ms`` is too late.
+    time accepted. Lateness is judged per scenario, because each scenario arrives on its own
+    topic: an event older than its scenario's largest accepted time minus
+    ``allowed_lateness_ms`` is too late. (Judged against the user's overall watermark, the skew
+    between consuming different topics, large in a replay, would reject in-order events.)
     ``version`` is the published version; the publisher path raises it with ``bump_version``.
     """
 
@@ -48,6 +51,7 @@ class UserSequence:
         self.config = config or StateConfig()
         self.version = 0
         self.watermark_ms = 0
+        self._scenario_watermark_ms: dict[str, int] = {}
         self._buffers: dict[str, list[Behavior]] = {s: [] for s in SCENARIOS}
         self._buffer_ids: set[str] = set()
         self._recent_ids: dict[str, None] = {}  # insertion-ordered set, oldest first
@@ -79,10 +83,12 @@ class UserSequence:
             raise InvalidInputError(f"unknown scenario {behavior.scenario!r}")
         if behavior.event_id in self._buffer_ids or behavior.event_id in self._recent_ids:
             return ApplyResult.DUPLICATE
-        if behavior.ts_ms < self.watermark_ms - self.config.allowed_lateness_ms:
+        scenario_watermark_ms = self._scenario_watermark_ms.get(behavior.scenario, 0)
+        if behavior.ts_ms < scenario_watermark_ms - self.config.allowed_lateness_ms:
             return ApplyResult.TOO_LATE
         self._remember(behavior.event_id)
         self.watermark_ms = max(self.watermark_ms, behavior.ts_ms)
+        self._scenario_watermark_ms[behavior.scenario] = max(scenario_watermark_ms, behavior.ts_ms)
         capacity = self.config.capacity(behavior.scenario)
         if capacity == 0:
             return ApplyResult.ADDED
@@ -135,6 +141,7 @@ class UserSequence:
             "u": self.user_id,
             "v": self.version,
             "w": self.watermark_ms,
+            "sw": self._scenario_watermark_ms,
             "s": {
                 s: [[b.event_id, b.ts_ms, b.action, b.item_id, b.text, b.dwell_ms] for b in buf]
                 for s, buf in self._buffers.items()
@@ -168,6 +175,7 @@ class UserSequence:
         seq = cls(str(doc["u"]), config)
         seq.version = int(doc["v"])
         seq.watermark_ms = int(doc["w"])
+        seq._scenario_watermark_ms = {str(k): int(v) for k, v in doc.get("sw", {}).items()}
         for scenario, rows in doc["s"].items():
             if scenario not in seq._buffers:
                 raise ValueError(f"unknown scenario {scenario!r}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from wsgiref.simple_server import WSGIServer
+
+import numpy as np
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -18,7 +21,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class WorkerMetrics:
     """Every metric the worker updates; one registry per instance (tests build their own)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, latency_samples: int = 100_000) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events_consumed = Counter(
@@ -51,6 +54,19 @@ class WorkerMetrics:
             "unistate_redis_retries_total", "Redis operations retried after an error.", registry=r)
         self.cached_users = Gauge(
             "unistate_cached_users", "User sequences held in memory.", registry=r)
+        self._latency_samples_s: deque[float] = deque(maxlen=latency_samples)
+
+    def observe_latency(self, seconds: float) -> None:
+        """Record one event→Redis latency in the histogram and in the recent-samples window."""
+        self.event_to_redis_seconds.observe(seconds)
+        self._latency_samples_s.append(seconds)
+
+    def latency_quantiles_ms(self, quantiles: tuple[float, ...] = (0.5, 0.99)) -> list[float]:
+        """Exact quantiles (ms) over the most recent samples; empty when none were recorded."""
+        if not self._latency_samples_s:
+            return []
+        samples = np.fromiter(self._latency_samples_s, dtype=np.float64)
+        return [float(v) * 1000 for v in np.quantile(samples, quantiles)]
 
 
 class MetricsServer:

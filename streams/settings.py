@@ -27,6 +27,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1_000,
     "partition.assignment.strategy": "range",
+    "fetch.wait.max.ms": 100,
 }
 
 #: librdkafka producer defaults; ``KafkaSettings.producer_options`` is merged over them.

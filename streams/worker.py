@@ -235,7 +235,7 @@ class Worker:
             for msg in contributors.get(user_id, ()):
                 ts_type, ts_ms = msg.timestamp()
                 if ts_type and ts_ms > 0:
-                    self.metrics.event_to_redis_seconds.observe(max(at_ms - ts_ms, 0) / 1000)
+                    self.metrics.observe_latency(max(at_ms - ts_ms, 0) / 1000)
 
     def _on_revoke(self, partitions: list[object]) -> None:
         """Partitions move to another member: forget cached users (Redis has their state)."""

@@ -157,3 +157,15 @@ def test_loading_with_smaller_capacity_keeps_the_newest() -> None:
 def test_bad_bytes_raise_state_format_error(data: bytes) -> None:
     with pytest.raises(StateFormatError):
         UserSequence.from_bytes(data)
+
+
+def test_lateness_is_judged_per_scenario_so_topic_skew_in_a_replay_loses_nothing() -> None:
+    seq = UserSequence("u1", StateConfig(allowed_lateness_ms=HOUR_MS))
+    # The feed topic was consumed ten days ahead of the search topic (replay skew).
+    assert seq.apply(ev("f", 240 * HOUR_MS, "feed")) is ApplyResult.ADDED
+    assert seq.apply(ev("s1", 10 * HOUR_MS, "search")) is ApplyResult.ADDED
+    assert seq.apply(ev("s2", 11 * HOUR_MS, "search")) is ApplyResult.ADDED
+    # Inside one scenario the bound still holds, and it survives the round trip.
+    restored = UserSequence.from_bytes(seq.to_bytes(), seq.config)
+    assert restored.apply(ev("s0", 9 * HOUR_MS, "search")) is ApplyResult.TOO_LATE
+    assert restored.watermark_ms == 240 * HOUR_MS

@@ -1,0 +1,380 @@
+"""Worker end-to-end benchmark: real Tansu broker + real redis-server, synthetic events, the worker in-process.
+
+For each worker configuration (``max_batch_users`` : ``max_latency_ms``) the benchmark gives the
+worker its own topics, consumer group and Redis key prefix, then
+
+1. **backlog drain** — produces the first part of a synthetic event stream
+   (``encoders.data.synthetic.generate_events``) before the worker starts, starts the worker
+   (``streams.app.build_worker``, as ``tests/integration/test_worker_pipeline.py`` does) and times
+   it from its first consumed batch to the batch that completes the backlog: events/s, users
+   recomputed, mean users per model call;
+2. **live tail** — produces the rest of the stream at a paced rate while the worker runs and
+   records the worker's own event→Redis latency observations (Kafka CreateTime of each message
+   to the moment Redis acknowledged its user's new vectors), p50/p99/max;
+3. **check** — every user with events has a Redis entry (``state.reader.EmbeddingReader``).
+
+Ratios are against the baseline configuration (``--baseline``, default 1:50, i.e. one user per
+model call), measured in the same process on the same servers.
+
+    .venv/bin/python benchmarks/bench_worker.py            # defaults: about 2 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_worker.py --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+
+logger = logging.getLogger("bench_worker")
+
+#: Tansu needs short group timings, or a join takes ~23 s (as in the integration tests).
+FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+SPAN_MS = 30 * 86_400_000
+ScenarioEvent = tuple[str, dict]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    max_batch_users: int
+    max_latency_ms: int
+
+    @classmethod
+    def parse(cls, text: str) -> WorkerConfig:
+        users, latency = text.split(":")
+        return cls(int(users), int(latency))
+
+    def __str__(self) -> str:
+        return f"{self.max_batch_users}:{self.max_latency_ms}"
+
+
+@dataclass
+class Progress:
+    """What the instrumented worker has done: batch spans and messages processed."""
+
+    spans: list[tuple[float, float, int]] = field(default_factory=list)
+    messages: int = 0
+    #: Kafka leg of each message: CreateTime → the worker started processing its batch.
+    kafka_ms: list[float] = field(default_factory=list)
+    done: threading.Condition = field(default_factory=threading.Condition)
+
+
+@dataclass
+class RunResult:
+    config: WorkerConfig
+    backlog_events: int
+    produce_s: float
+    join_s: float
+    drain_s: float
+    batches: int
+    users_recomputed: int
+    model_calls: int
+    live_events: int
+    live_rate: float
+    latencies_ms: list[float]
+    kafka_ms: list[float]
+    users_with_events: int
+    users_in_redis: int
+    dead_letters: dict[str, int]
+
+    @property
+    def events_per_s(self) -> float:
+        return self.backlog_events / self.drain_s
+
+    @property
+    def users_per_call(self) -> float:
+        return self.users_recomputed / max(self.model_calls, 1)
+
+    def latency(self, q: float, values: list[float] | None = None) -> float:
+        values = self.latencies_ms if values is None else values
+        return float(np.percentile(values, q)) if values else float("nan")
+
+
+class RecordingHistogram:
+    """Forwards ``observe`` to the worker's Prometheus histogram and keeps every raw value."""
+
+    def __init__(self, histogram) -> None:  # noqa: ANN001 - prometheus_client.Histogram
+        self._histogram = histogram
+        self.values_s: list[float] = []
+
+    def observe(self, value_s: float) -> None:
+        self._histogram.observe(value_s)
+        self.values_s.append(value_s)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=250, help="synthetic users (default 250)")
+    parser.add_argument("--mean-events", type=int, default=100,
+                        help="mean events per user (default 100: about 25k events in all)")
+    parser.add_argument("--live-events", type=int, default=2000,
+                        help="events of the stream's tail produced live at --live-rate (default 2000)")
+    parser.add_argument("--live-rate", type=float, default=500.0, help="live events per second (default 500)")
+    parser.add_argument("--configs", nargs="+", type=WorkerConfig.parse,
+                        default=[WorkerConfig(1, 50), WorkerConfig(64, 50), WorkerConfig(64, 5)],
+                        help="worker configs max_batch_users:max_latency_ms (default 1:50 64:50 64:5)")
+    parser.add_argument("--baseline", type=WorkerConfig.parse, default=WorkerConfig(1, 50),
+                        help="config the ratios are against (default 1:50)")
+    parser.add_argument("--partitions", type=int, default=2, help="partitions per topic (default 2)")
+    parser.add_argument("--max-batch-messages", type=int, default=500,
+                        help="worker max_batch_messages (default 500, the WorkerSettings default)")
+    parser.add_argument("--artifact-dir", type=Path, default=None,
+                        help="exported model to serve (default: train+export a small one, ~5 s)")
+    parser.add_argument("--drain-timeout-s", type=float, default=120.0,
+                        help="give up on a configuration after this long (default 120)")
+    parser.add_argument("--allowed-lateness-ms", type=int, default=SPAN_MS + 86_400_000,
+                        help="StateConfig.allowed_lateness_ms for the worker (default: the stream's span "
+                             "+ 1 day, so replaying a 30-day backlog whose three topics are read at "
+                             "different speeds rejects nothing as too late; 0: the StateConfig default, 1 day)")
+    parser.add_argument("--fetch-wait-max-ms", type=int, default=None,
+                        help="librdkafka fetch.wait.max.ms for the worker's consumer (default: librdkafka's, 500)")
+    parser.add_argument("--seed", type=int, default=3)
+    return parser.parse_args(argv)
+
+
+def split_stream(args: argparse.Namespace) -> tuple[list[ScenarioEvent], list[ScenarioEvent]]:
+    """The synthetic stream, shifted to end a minute ago, split into backlog and live tail."""
+    from encoders.data.synthetic import generate_events
+
+    start_ms = int(time.time() * 1000) - SPAN_MS - 60_000
+    events = list(generate_events(args.users, seed=args.seed, start_ms=start_ms, span_ms=SPAN_MS,
+                                  mean_events=args.mean_events))
+    live = min(args.live_events, len(events) // 2)
+    return events[: len(events) - live], events[len(events) - live :]
+
+
+def instrument(worker, progress: Progress) -> RecordingHistogram:  # noqa: ANN001 - streams.worker.Worker
+    """Record each batch's span and every event→Redis latency the worker observes."""
+    process = worker.process
+
+    def timed(messages):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        now_ms = time.time() * 1000
+        kafka_ms = [now_ms - m.timestamp()[1] for m in messages if m.timestamp()[0]]
+        result = process(messages)
+        with progress.done:
+            progress.kafka_ms.extend(kafka_ms)
+            progress.spans.append((started, time.perf_counter(), len(messages)))
+            progress.messages += len(messages)
+            progress.done.notify_all()
+        return result
+
+    worker.process = timed
+    recorder = RecordingHistogram(worker.metrics.event_to_redis_seconds)
+    worker.metrics.event_to_redis_seconds = recorder
+    return recorder
+
+
+def wait_messages(progress: Progress, target: int, timeout_s: float, errors: list[BaseException],
+                  bar: tqdm) -> None:
+    deadline = time.monotonic() + timeout_s
+    with progress.done:
+        while progress.messages < target:
+            if errors:
+                raise errors[0]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"worker processed {progress.messages} of {target} messages in {timeout_s}s")
+            progress.done.wait(min(left, 0.2))
+            bar.n = min(progress.messages, target)
+            bar.refresh()
+
+
+@contextmanager
+def running(worker) -> Iterator[list[BaseException]]:  # noqa: ANN001
+    """Run ``worker`` in a thread; stop and join it on exit."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the benchmark thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="worker", daemon=True)
+    thread.start()
+    try:
+        yield errors
+    finally:
+        worker.stop()
+        thread.join(30)
+    if thread.is_alive():
+        raise RuntimeError("worker did not stop")
+    if errors:
+        raise errors[0]
+
+
+def produce_paced(producer, topics, events: list[ScenarioEvent], rate: float) -> None:  # noqa: ANN001
+    """Produce ``events`` at ``rate`` per second (each message's CreateTime is its send time)."""
+    from streams.events import encode_event
+
+    pause = threading.Event()
+    started = time.perf_counter()
+    for i, (scenario, event) in enumerate(tqdm(events, desc="  live", unit="ev", leave=False)):
+        ahead_s = started + i / rate - time.perf_counter()
+        if ahead_s > 0:
+            pause.wait(ahead_s)
+        producer.produce(topics.for_scenario(scenario), key=event["user_id"].encode(),
+                         value=encode_event(event))
+    producer.flush()
+
+
+def metric(worker, name: str) -> float:  # noqa: ANN001
+    return float(worker.metrics.registry.get_sample_value(name) or 0.0)
+
+
+def dead_letters(worker) -> dict[str, int]:  # noqa: ANN001
+    """Dead letters by reason (the worker's labelled counter)."""
+    out: dict[str, int] = {}
+    for family in worker.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "unistate_dead_letters_total" and sample.value:
+                out[sample.labels["reason"]] = int(sample.value)
+    return out
+
+
+def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  # noqa: ANN001
+               backlog: list[ScenarioEvent], live: list[ScenarioEvent], args: argparse.Namespace) -> RunResult:
+    import redis
+    from confluent_kafka.admin import AdminClient
+
+    from state.config import StateConfig
+    from state.keys import RedisKeys
+    from state.reader import EmbeddingReader
+    from streams.app import build_worker
+    from streams.produce import produce_events
+    from streams.producer import KafkaProducer
+    from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
+    from streams.topics import TopicNames, create_topics
+
+    broker, redis_server = servers
+    unique = f"b{uuid.uuid4().hex[:8]}"
+    consumer_options = dict(FAST_GROUP)
+    if args.fetch_wait_max_ms is not None:
+        consumer_options["fetch.wait.max.ms"] = args.fetch_wait_max_ms
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, group_id=unique, topic_prefix=f"{unique}.",
+                          consumer_options=consumer_options)
+    state_config = StateConfig(allowed_lateness_ms=args.allowed_lateness_ms) if args.allowed_lateness_ms else None
+    redis_settings = RedisSettings(url=redis_server.url, key_prefix=unique)
+    topics = TopicNames.from_prefix(kafka.topic_prefix)
+    create_topics(AdminClient(kafka.admin_config()), topics, args.partitions, 1)
+    started = time.perf_counter()
+    with KafkaProducer(kafka.producer_config()) as producer:
+        produce_events(producer, topics, backlog, total=len(backlog), progress=True)
+    produce_s = time.perf_counter() - started
+
+    worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact),
+                          WorkerSettings(max_batch_users=config.max_batch_users,
+                                         max_latency_ms=config.max_latency_ms,
+                                         max_batch_messages=args.max_batch_messages),
+                          encoder=encoder, state_config=state_config)
+    progress = Progress()
+    recorder = instrument(worker, progress)
+    with ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(backlog), desc=f"  drain {config}", unit="ev", leave=False))
+        run_started = time.perf_counter()
+        errors = stack.enter_context(running(worker))
+        wait_messages(progress, len(backlog), args.drain_timeout_s, errors, bar)
+        first_start, last_end = progress.spans[0][0], progress.spans[-1][1]
+        batches = len(progress.spans)
+        users_recomputed = metric(worker, "unistate_users_updated_total")
+        model_calls = metric(worker, "unistate_recompute_batch_users_count")
+        recorder.values_s.clear()  # backlog messages waited in Kafka by design: not latency
+        progress.kafka_ms.clear()
+        with KafkaProducer(kafka.producer_config()) as producer:
+            produce_paced(producer, topics, live, args.live_rate)
+        bar.reset(total=len(backlog) + len(live))
+        wait_messages(progress, len(backlog) + len(live), args.drain_timeout_s, errors, bar)
+    users = sorted({e["user_id"] for _, e in backlog + live})
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        found = EmbeddingReader(client, RedisKeys(unique)).get(users, "feed").found
+    finally:
+        client.close()
+    return RunResult(
+        config=config, backlog_events=len(backlog), produce_s=produce_s,
+        join_s=first_start - run_started, drain_s=last_end - first_start, batches=batches,
+        users_recomputed=int(users_recomputed), model_calls=int(model_calls),
+        live_events=len(live), live_rate=args.live_rate,
+        latencies_ms=[v * 1000 for v in recorder.values_s], kafka_ms=list(progress.kafka_ms),
+        users_with_events=len(users),
+        users_in_redis=int(found.sum()), dead_letters=dead_letters(worker),
+    )
+
+
+def tables(results: list[RunResult], baseline: WorkerConfig) -> str:
+    base = next((r for r in results if r.config == baseline), results[0])
+    out = [f"ratios against {base.config} (max_batch_users:max_latency_ms)", "",
+           "| config | backlog events | drain s | events/s | × baseline | users recomputed "
+           "| model calls | mean users/call | batches | group join s |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        out.append(f"| {r.config} | {r.backlog_events:,} | {r.drain_s:.1f} | {r.events_per_s:,.0f} "
+                   f"| **{r.events_per_s / base.events_per_s:.2f}×** | {r.users_recomputed:,} "
+                   f"| {r.model_calls:,} | {r.users_per_call:.1f} | {r.batches} | {r.join_s:.1f} |")
+    out += ["", f"live tail: events produced at the given rate after the backlog drained; "
+                "latency = Kafka CreateTime → Redis acknowledged (the worker's own observations)", "",
+            "| config | live events @ rate | latency obs. | p50 ms | p99 ms | max ms | p50 × baseline "
+            "| Kafka leg p50 / p99 ms | users with events | in Redis | dead letters (all phases) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        out.append(f"| {r.config} | {r.live_events:,} @ {r.live_rate:.0f}/s | {len(r.latencies_ms):,} "
+                   f"| {r.latency(50):.1f} | {r.latency(99):.1f} | {r.latency(100):.1f} "
+                   f"| {r.latency(50) / base.latency(50):.2f}× "
+                   f"| {r.latency(50, r.kafka_ms):.1f} / {r.latency(99, r.kafka_ms):.1f} | {r.users_with_events} "
+                   f"| {r.users_in_redis} | {dict(sorted(r.dead_letters.items())) or 0} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # the DLQ warns per dead letter; they are counted below
+    from encoders.serving import InterestEncoder
+    from streams.embedded import start_broker, start_redis
+
+    configs = list(dict.fromkeys([args.baseline, *args.configs]))
+    backlog, live = split_stream(args)
+    results: list[RunResult] = []
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="unistate-bench-worker-")))
+        artifact = args.artifact_dir
+        if artifact is None:
+            from bench_encoder import build_artifact
+
+            artifact, _ = build_artifact(tmp, n_users=200, mean_events=100, threads=2)
+        encoder = InterestEncoder.load(artifact, providers=["CPUExecutionProvider"])
+        broker = stack.enter_context(start_broker())
+        redis_server = stack.enter_context(start_redis())
+        for config in tqdm(configs, desc="configs", unit="cfg"):
+            results.append(run_config(config, (broker, redis_server), encoder, artifact, backlog, live, args))
+    n_events = len(backlog) + len(live)
+    print(f"## bench_worker\n\n{args.users} users, {n_events:,} events "
+          f"({len(backlog):,} backlog + {len(live):,} live), {args.partitions} partitions, "
+          f"max_batch_messages={args.max_batch_messages}, model "
+          f"d_model={encoder.manifest.config.d_model} n_layers={encoder.manifest.config.n_layers} on ONNX Runtime CPU; "
+          f"allowed_lateness_ms={args.allowed_lateness_ms or 'default'}, "
+          f"fetch.wait.max.ms={args.fetch_wait_max_ms or 'default'}; "
+          f"mean backlog produce {statistics.mean(r.produce_s for r in results):.1f} s\n")
+    print(tables(results, args.baseline))
+    missing = [r for r in results if r.users_in_redis != r.users_with_events]
+    if missing:
+        print(f"\nERROR: users without a Redis entry in {[str(r.config) for r in missing]}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
