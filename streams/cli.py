@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from state.errors import StateError
 from streams.errors import ConfigurationError, StreamsError
 from streams.logs import configure_logging
-from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
+from streams.settings import KafkaSettings, ModelSettings, RedisSettings, StateSettings, WorkerSettings
 from streams.topics import TopicNames, create_topics
 
 __all__ = ["build_parser", "main"]
@@ -69,7 +69,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import build_worker
 
     model = ModelSettings(**_given(args, {"artifact_dir": "artifact_dir"}))
-    worker = build_worker(kafka_settings(args), redis_settings(args), model, worker_settings(args))
+    state = StateSettings()
+    worker = build_worker(kafka_settings(args), redis_settings(args), model, worker_settings(args),
+                          state_config=state.state_config(), mixing_config=state.mixing_config())
 
     def _stop(signum: int, frame: object) -> None:
         logger.info("signal received signum=%d: finishing the current batch", signum)
@@ -118,7 +120,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     settings = redis_settings(args)
     with redis_client(settings) as client:
-        lines = inspect_user(client, RedisKeys(settings.key_prefix), MixingPolicy(), args.user,
+        policy = MixingPolicy(StateSettings().mixing_config())
+        lines = inspect_user(client, RedisKeys(settings.key_prefix), policy, args.user,
                              args.first_values)
     if lines is None:
         print(f"user {args.user}: nothing stored under key prefix {settings.key_prefix!r}")

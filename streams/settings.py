@@ -8,12 +8,15 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from state.config import MixingConfig, StateConfig
+
 __all__ = [
     "CONSUMER_DEFAULTS",
     "PRODUCER_DEFAULTS",
     "KafkaSettings",
     "ModelSettings",
     "RedisSettings",
+    "StateSettings",
     "WorkerSettings",
 ]
 
@@ -131,3 +134,36 @@ class WorkerSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["kv", "json"] = "kv"
     fail_after_publish: bool = False
+
+
+_STATE, _MIXING = StateConfig(), MixingConfig()
+
+
+class StateSettings(BaseSettings):
+    """Per-user state bounds and the 2-D mixing policy (``UNISTATE_STATE_*``; dicts and lists as
+    JSON). Defaults are ``state.config``'s; see docs/mixing.md for their rationale."""
+
+    model_config = _config("UNISTATE_STATE_")
+
+    buffer_capacity: dict[str, int] = Field(default_factory=lambda: dict(_STATE.buffer_capacity))
+    allowed_lateness_ms: int = _STATE.allowed_lateness_ms
+    idle_evict_s: float = _STATE.idle_evict_s
+    recent_ids_capacity: int = _STATE.recent_ids_capacity
+    scenario_slots: dict[str, int] = Field(default_factory=lambda: dict(_MIXING.scenario_slots))
+    bucket_bounds_ms: tuple[int, ...] = _MIXING.bucket_bounds_ms
+    bucket_shares: tuple[float, ...] = _MIXING.bucket_shares
+    redistribute_unused: bool = _MIXING.redistribute_unused
+
+    def state_config(self) -> StateConfig:
+        """The validated ``StateConfig`` (raises pydantic's ValidationError when inconsistent)."""
+        return StateConfig(buffer_capacity=self.buffer_capacity,
+                           allowed_lateness_ms=self.allowed_lateness_ms,
+                           idle_evict_s=self.idle_evict_s,
+                           recent_ids_capacity=self.recent_ids_capacity)
+
+    def mixing_config(self) -> MixingConfig:
+        """The validated ``MixingConfig``."""
+        return MixingConfig(scenario_slots=self.scenario_slots,
+                            bucket_bounds_ms=self.bucket_bounds_ms,
+                            bucket_shares=self.bucket_shares,
+                            redistribute_unused=self.redistribute_unused)

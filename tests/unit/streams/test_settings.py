@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.settings import CONSUMER_DEFAULTS, KafkaSettings, RedisSettings, WorkerSettings
+from streams.settings import (
+    CONSUMER_DEFAULTS,
+    KafkaSettings,
+    RedisSettings,
+    StateSettings,
+    WorkerSettings,
+)
 
 
 def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,3 +51,19 @@ def test_bad_values_are_refused() -> None:
         WorkerSettings(max_latency_ms=0)
     with pytest.raises(ValidationError):
         KafkaSettings(unknown_option=1)
+
+
+def test_state_and_mixing_are_configurable_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNISTATE_STATE_SCENARIO_SLOTS", '{"feed": 16, "search": 8, "ads": 8}')
+    monkeypatch.setenv("UNISTATE_STATE_BUCKET_SHARES", "[0.6, 0.3, 0.1]")
+    monkeypatch.setenv("UNISTATE_STATE_ALLOWED_LATENESS_MS", "3600000")
+    settings = StateSettings()
+    assert settings.mixing_config().total_slots == 32
+    assert settings.mixing_config().bucket_shares == (0.6, 0.3, 0.1)
+    assert settings.state_config().allowed_lateness_ms == 3_600_000
+
+
+def test_inconsistent_mixing_settings_fail_with_a_validation_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNISTATE_STATE_BUCKET_SHARES", "[0.9, 0.9, 0.1]")
+    with pytest.raises(ValidationError):
+        StateSettings().mixing_config()
