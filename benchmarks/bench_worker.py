@@ -135,12 +135,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="exported model to serve (default: train+export a small one, ~5 s)")
     parser.add_argument("--drain-timeout-s", type=float, default=120.0,
                         help="give up on a configuration after this long (default 120)")
-    parser.add_argument("--allowed-lateness-ms", type=int, default=SPAN_MS + 86_400_000,
-                        help="StateConfig.allowed_lateness_ms for the worker (default: the stream's span "
-                             "+ 1 day, so replaying a 30-day backlog whose three topics are read at "
-                             "different speeds rejects nothing as too late; 0: the StateConfig default, 1 day)")
+    parser.add_argument("--allowed-lateness-ms", type=int, default=0,
+                        help="StateConfig.allowed_lateness_ms for the worker (default 0: the "
+                             "StateConfig default, 1 day, judged per scenario)")
     parser.add_argument("--fetch-wait-max-ms", type=int, default=None,
-                        help="librdkafka fetch.wait.max.ms for the worker's consumer (default: librdkafka's, 500)")
+                        help="librdkafka fetch.wait.max.ms for the worker's consumer (default: the worker's, 100)")
     parser.add_argument("--seed", type=int, default=3)
     return parser.parse_args(argv)
 
