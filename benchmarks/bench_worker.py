@@ -324,7 +324,7 @@ def tables(results: list[RunResult], baseline: WorkerConfig) -> str:
         out.append(f"| {r.config} | {r.backlog_events:,} | {r.drain_s:.1f} | {r.events_per_s:,.0f} "
                    f"| **{r.events_per_s / base.events_per_s:.2f}×** | {r.users_recomputed:,} "
                    f"| {r.model_calls:,} | {r.users_per_call:.1f} | {r.batches} | {r.join_s:.1f} |")
-    out += ["", f"live tail: events produced at the given rate after the backlog drained; "
+    out += ["", "live tail: events produced at the given rate after the backlog drained; "
                 "latency = Kafka CreateTime → Redis acknowledged (the worker's own observations)", "",
             "| config | live events @ rate | latency obs. | p50 ms | p99 ms | max ms | p50 × baseline "
             "| Kafka leg p50 / p99 ms | users with events | in Redis | dead letters (all phases) |",

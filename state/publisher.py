@@ -115,7 +115,7 @@ class RedisPublisher:
     def _execute(self, calls: list[tuple[str, list[bytes | str | int]]]) -> list[object]:
         pipe = self._client.pipeline(transaction=False)
         for key, args in calls:
-            pipe.evalsha(self._script.sha, 1, key, *args)
+            pipe.execute_command("EVALSHA", self._script.sha, 1, key, *args)  # cluster-routable
         return pipe.execute(raise_on_error=False)
 
     def _call_args(self, update: UserUpdate) -> tuple[str, list[bytes | str | int]]:

@@ -12,7 +12,7 @@ from state.config import MixingConfig, StateConfig
 from state.keys import RedisKeys
 from state.mixing import MixingPolicy
 from streams.consumer import EventConsumer
-from streams.errors import ConfigurationError
+from streams.errors import ConfigurationError, RedisUnavailableError
 from streams.events import EventLimits
 from streams.metrics import MetricsServer, WorkerMetrics
 from streams.producer import KafkaProducer
@@ -30,13 +30,19 @@ logger = logging.getLogger(__name__)
 EXIT_AFTER_PUBLISH_CODE = 75
 
 
-def redis_client(settings: RedisSettings) -> redis.Redis:
-    """A Redis client (connects lazily, on its first command)."""
+def redis_client(settings: RedisSettings) -> redis.Redis | redis.RedisCluster:
+    """A Redis (or Redis Cluster) client. A plain client connects on its first command; a
+    cluster client reads the slot map when built, so an unreachable cluster fails here."""
     password = settings.password.get_secret_value() if settings.password else None
-    return redis.Redis.from_url(
-        settings.url, password=password, decode_responses=False,
-        socket_timeout=settings.socket_timeout_s, socket_connect_timeout=settings.socket_timeout_s,
-    )
+    client_class = redis.RedisCluster if settings.cluster else redis.Redis
+    try:
+        return client_class.from_url(
+            settings.url, password=password, decode_responses=False,
+            socket_timeout=settings.socket_timeout_s,
+            socket_connect_timeout=settings.socket_timeout_s,
+        )
+    except redis.exceptions.RedisError as exc:
+        raise RedisUnavailableError(f"cannot reach Redis Cluster at {settings.url}: {exc}") from exc
 
 
 def load_encoder(settings: ModelSettings) -> EncoderProtocol:

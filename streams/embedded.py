@@ -125,8 +125,12 @@ def _wait_listening(server: Server, ready_s: float) -> None:
     raise EmbeddedServerError(f"{server.name} not listening after {ready_s}s")
 
 
-def start_redis(port: int | None = None, ready_s: float = 10.0) -> Server:
-    """Start Debian's ``redis-server`` on ``port`` (a free one if None), without persistence."""
+def start_redis(port: int | None = None, ready_s: float = 10.0, cluster: bool = False) -> Server:
+    """Start Debian's ``redis-server`` on ``port`` (a free one if None), without persistence.
+
+    ``cluster=True`` starts it in cluster mode owning all 16384 slots: a one-node Redis Cluster
+    that cluster clients (``redis.RedisCluster``) talk to exactly as to a real one.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise EmbeddedServerError(
@@ -134,7 +138,30 @@ def start_redis(port: int | None = None, ready_s: float = 10.0) -> Server:
         )
     port = port or free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    return _spawn("redis", argv, port, ready_s)
+    if cluster:
+        # The cluster bus defaults to port + 10000, which a high free port cannot have.
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-port", str(free_port())]
+    server = _spawn("redis-cluster" if cluster else "redis", argv, port, ready_s)
+    if cluster:
+        try:
+            _assign_all_slots(server, ready_s)
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+def _assign_all_slots(server: Server, ready_s: float) -> None:
+    import redis
+
+    with redis.Redis(port=server.port) as client:
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + ready_s
+        while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError(f"redis cluster on port {server.port} never became ok")
+            time.sleep(0.05)
 
 
 def broker_binary() -> str:

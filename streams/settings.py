@@ -97,6 +97,7 @@ class RedisSettings(BaseSettings):
     model_config = _config("UNISTATE_REDIS_")
 
     url: str = "redis://127.0.0.1:6379/0"
+    cluster: bool = False
     password: SecretStr | None = None
     key_prefix: str = "unistate"
     ttl_s: int = Field(default=30 * 24 * 3600, gt=0)

@@ -25,7 +25,7 @@ from streams.consumer import EventConsumer
 from streams.dlq import DeadLetterQueue
 from streams.errors import PoisonMessageError
 from streams.events import EventLimits, decode_event
-from streams.metrics import MetricsServer, WorkerMetrics
+from streams.metrics import WorkerMetrics
 from streams.producer import KafkaProducer
 from streams.recompute import EncoderProtocol, Recomputer, check_vocabulary
 from streams.retry import RetryPolicy

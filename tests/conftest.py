@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -39,3 +40,11 @@ def kafka_broker() -> Iterator[Server]:
 def unique() -> str:
     """A short name unique to this test: topic prefix, consumer group, Redis key prefix."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained by ``encoders.train`` and exported by ``encoders.export`` (about 2 s)."""
+    from fixtures.pipeline import build_tiny_artifact
+
+    return build_tiny_artifact(tmp_path_factory.mktemp("model"))

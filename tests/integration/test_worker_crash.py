@@ -6,10 +6,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,6 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from state.keys import RedisKeys
-from state.mixing import MixingPolicy
 from state.reader import EmbeddingReader
 from state.store import SequenceStore
 from streams.app import EXIT_AFTER_PUBLISH_CODE
@@ -26,6 +23,8 @@ from streams.events import encode_event
 from streams.settings import KafkaSettings
 from streams.topics import TopicNames, create_topics
 
+from fixtures.pipeline import wait_for
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,33 +32,8 @@ PARTITIONS = 2
 
 
 @pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny exported model (one epoch on synthetic events, about 2 s)."""
-    from encoders.config import ModelConfig, TrainConfig
-    from encoders.data.synthetic import generate_events
-    from encoders.data.wire import histories_from_wire
-    from encoders.dataset import EventDataset
-    from encoders.export import export
-    from encoders.train import train
-
-    out = tmp_path_factory.mktemp("model")
-    dataset = EventDataset.build(histories_from_wire(generate_events(12, seed=2, mean_events=16)))
-    model = ModelConfig(n_queries=2, dim=8, d_model=16, n_layers=1, n_heads=2, max_len=128)
-    config = TrainConfig(model=model, epochs=1, batch_size=64, n_negatives=16, progress=False, threads=1)
-    export(train(config, dataset, MixingPolicy(), out / "ckpt"), out / "current")
-    return out / "current"
-
-
-def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> object:
-    """Poll ``condition`` until truthy (a condition wait, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        pause.wait(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+def artifact_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 def worker_env(bootstrap: str, redis_url: str, unique: str, artifact: Path, **extra: str) -> dict[str, str]:

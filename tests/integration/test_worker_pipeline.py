@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import msgpack
@@ -28,33 +26,14 @@ from streams.producer import KafkaProducer
 from streams.recompute import sequence_input
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
 from streams.topics import TopicNames, create_topics
-from streams.worker import Worker
+
+from fixtures.pipeline import FAST_GROUP, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-#: Tansu needs short group timings, or joins take ~23 s.
-FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-
-
-def build_tiny_artifact(out_dir: Path) -> Path:
-    """Train one epoch of a tiny model on synthetic events and export it (about 2 s)."""
-    from encoders.config import ModelConfig, TrainConfig
-    from encoders.data.synthetic import generate_events
-    from encoders.data.wire import histories_from_wire
-    from encoders.dataset import EventDataset
-    from encoders.export import export
-    from encoders.train import train
-
-    dataset = EventDataset.build(histories_from_wire(generate_events(12, seed=1, mean_events=16)))
-    model = ModelConfig(n_queries=2, dim=8, d_model=16, n_layers=1, n_heads=2, max_len=128)
-    config = TrainConfig(model=model, epochs=1, batch_size=64, n_negatives=16, progress=False, threads=1)
-    export(train(config, dataset, MixingPolicy(), out_dir / "ckpt"), out_dir / "current")
-    return out_dir / "current"
-
-
 @pytest.fixture(scope="module")
-def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_artifact(tmp_path_factory.mktemp("model"))
+def artifact_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -83,41 +62,6 @@ def produce(kafka: KafkaSettings, messages: list[tuple[str, bytes | None, bytes,
         for topic, key, value, headers in messages:
             producer.produce(topic, key=key, value=value, headers=headers)
         producer.flush()
-
-
-def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> object:
-    """Poll ``condition`` until it returns something truthy (a condition wait, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        pause.wait(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-@contextmanager
-def running(worker: Worker) -> Iterator[list[BaseException]]:
-    """Run ``worker`` in a thread; stop it on exit and re-raise what it raised."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="worker", daemon=True)
-    thread.start()
-    try:
-        yield errors
-    finally:
-        worker.stop()
-        thread.join(30)
-    assert not thread.is_alive(), "worker did not stop"
-    if errors:
-        raise errors[0]
 
 
 def read_topic(bootstrap: str, topic: str, partitions: int, count: int, timeout_s: float = 20) -> list[Message]:

@@ -1,0 +1,148 @@
+"""The model subcommands ``train``, ``export`` and ``evaluate`` (composition of state + encoders)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from encoders.errors import EncoderError
+from state.config import MixingConfig
+from state.mixing import MixingPolicy, RecentWindowPolicy
+
+__all__ = ["DEFAULT_AMAZON_ROOT", "register"]
+
+logger = logging.getLogger(__name__)
+DEFAULT_AMAZON_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-food-kitchen"
+EXIT_OK, EXIT_ERROR = 0, 1
+
+
+def _selector(args: argparse.Namespace) -> Any:
+    return RecentWindowPolicy(args.recent_n) if args.selector == "recent" else MixingPolicy(MixingConfig())
+
+
+def _train_config(args: argparse.Namespace, amazon: bool) -> Any:
+    from encoders.config import ModelConfig, TrainConfig
+
+    if args.preset == "demo":
+        model = ModelConfig(d_model=32, dim=32, n_layers=1, n_heads=2, use_text=args.use_text)
+        cfg = TrainConfig(model=model, epochs=2, batch_size=128, n_negatives=256, cuts_per_user=2)
+    elif amazon:  # day-level timestamps, <= 15 events a user: next event per domain, any distance
+        model = ModelConfig(max_len=32, id_embedding=False, content_dim=128, dropout=0.1)
+        cfg = TrainConfig(model=model, epochs=3, cuts_per_user=2, targets_per_scenario=1,
+                          target_window_ms=10**13)
+    else:
+        cfg = TrainConfig(model=ModelConfig(use_text=args.use_text))
+    overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed, "threads": args.threads}.items() if v is not None}
+    from dataclasses import replace
+
+    return replace(cfg, progress=not args.no_progress, **overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from encoders.train import train
+
+    cfg = _train_config(args, amazon=args.data == "amazon")
+    text_fn = None
+    if args.data == "synthetic":
+        from encoders.data.synthetic import ad_ids, feed_item_ids, generate_events
+        from encoders.data.wire import histories_from_wire
+        from encoders.dataset import EventDataset
+
+        histories = histories_from_wire(generate_events(args.users, seed=cfg.seed))
+        dataset = EventDataset.build(histories, extra_items=feed_item_ids() + ad_ids())
+        if cfg.model.use_text:
+            text_fn = _synthetic_text(dataset, args.out, cfg.seed)
+    else:
+        from encoders.benchmark import amazon_training_dataset
+
+        dataset, _ = amazon_training_dataset(args.root, cfg.model.content_dim, cfg.seed)
+    path = train(cfg, dataset, _selector(args), args.out, text_fn=text_fn)
+    print(f"checkpoint: {path}")
+    return EXIT_OK
+
+
+def _synthetic_text(dataset: Any, out: Path, seed: int) -> Any:
+    """MiniLM (exported to ONNX once) for query texts, and title vectors as the content table."""
+    from encoders.data.synthetic import item_titles
+    from encoders.items import align_table, title_table
+    from encoders.text_export import export_text_encoder
+    from encoders.text_serving import TextEncoder
+
+    export_text_encoder(out / "text")
+    encoder = TextEncoder.load(out / "text")
+    dataset.content = align_table(dataset, title_table(item_titles(seed), encoder.encode))
+    return encoder.encode
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from encoders.export import export
+    from encoders.train import CHECKPOINT_NAME
+
+    ckpt = args.checkpoint / CHECKPOINT_NAME if args.checkpoint.is_dir() else args.checkpoint
+    manifest = export(ckpt, args.out)
+    print(f"artifact: {args.out} model_version={manifest.model_version}")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from encoders.benchmark import BenchmarkConfig, run_amazon
+    from encoders.evaluate import format_table
+
+    cfg = BenchmarkConfig(root=args.root, train=_train_config(args, amazon=True), ablations=not args.no_ablations,
+                          max_test_users=args.max_test_users, seed=args.seed or 0)
+    results = run_amazon(cfg, _selector(args), RecentWindowPolicy(args.recent_n))
+    for key in ("sampled", "full", "few-events sampled"):
+        view = {m: {k: v for k, v in r.items() if k.endswith(" " + key) and (key != "sampled" or "few" not in k)} for m, r in results.items()}
+        print(f"\n### {key}\n")
+        print(format_table(view, ("NDCG@10", "HR@10", "HR@50", "HR@100", "NDCG@100", "MRR")))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return EXIT_OK
+
+
+def _guarded(handler: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except EncoderError as exc:
+            print(f"unistate: model error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+
+    return run
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=["default", "demo"], default="default", help="model/training size")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    p.add_argument("--selector", choices=["mixing", "recent"], default="mixing",
+                   help="2-D mixing policy (default) or the no-quota recent window")
+    p.add_argument("--recent-n", type=int, default=128, help="window of the 'recent' selector and ablation")
+    p.add_argument("--use-text", action="store_true", help="MiniLM vectors for query texts and item titles")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--root", type=Path, default=DEFAULT_AMAZON_ROOT, help="amazon-food-kitchen directory")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train``, ``export`` and ``evaluate`` to the ``unistate`` command tree."""
+    p = subparsers.add_parser("train", help="train the interest model and save a checkpoint")
+    p.add_argument("--data", choices=["synthetic", "amazon"], default="synthetic")
+    p.add_argument("--users", type=int, default=300, help="synthetic users")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    _model_options(p)
+    p.set_defaults(handler=_guarded(_cmd_train))
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX + manifest for the worker")
+    p.add_argument("checkpoint", type=Path, help="checkpoint file or directory written by train")
+    p.add_argument("--out", type=Path, required=True, help="artifact directory")
+    p.set_defaults(handler=_guarded(_cmd_export))
+    p = subparsers.add_parser("evaluate", help="amazon-food-kitchen benchmark: model vs baselines")
+    p.add_argument("--no-ablations", action="store_true", help="skip the Q=1 / no-gap / no-quota runs")
+    p.add_argument("--max-test-users", type=int, help="evaluate on the first N test users only")
+    p.add_argument("--json", type=Path, help="also write the results as JSON")
+    _model_options(p)
+    p.set_defaults(handler=_guarded(_cmd_evaluate))

@@ -1,0 +1,79 @@
+"""Tests for export and ONNX Runtime serving: parity with torch, manifest checks, edge cases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from encoders.dataset import EventDataset
+from encoders.errors import ManifestMismatchError
+from encoders.features import SequenceInput, build_inputs
+from encoders.serving import InterestEncoder
+from encoders.train import load_checkpoint
+
+
+def torch_reference(root: Path, seqs: list[SequenceInput], index: dict[str, int]) -> np.ndarray:
+    model, _, _ = load_checkpoint(root / "model.pt")
+    with torch.no_grad():
+        inputs = build_inputs(seqs, index, model.cfg)
+        return model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).numpy()
+
+
+def random_sequence(rng: np.random.Generator, n: int, items: list[str]) -> SequenceInput:
+    return SequenceInput(
+        item_ids=[str(rng.choice(items)) if rng.random() < 0.8 else ("never-seen" if rng.random() < 0.5 else None) for _ in range(n)],
+        texts=[None] * n,
+        scenario_idx=rng.integers(0, 3, n),
+        action_idx=rng.integers(0, 10, n),
+        ts_ms=np.sort(rng.integers(0, 10**10, n)),
+        now_ms=10**10,
+    )
+
+
+def test_onnx_matches_torch_on_real_and_random_sequences(tiny_artifact: Path, tiny_dataset: EventDataset, selector: object) -> None:
+    encoder = InterestEncoder.load(tiny_artifact / "artifact")
+    rng = np.random.default_rng(0)
+    real = [h.context(len(h), selector) for h in tiny_dataset.histories[:9]]
+    rand = [random_sequence(rng, int(n), tiny_dataset.items) for n in rng.integers(0, 40, 7)]
+    for seqs in (real, rand, real[:1]):
+        out = encoder.encode(seqs)
+        ref = torch_reference(tiny_artifact, seqs, encoder.item_index)
+        assert out.shape == (len(seqs), 3, encoder.n_queries, encoder.dim)
+        assert np.abs(out - ref).max() <= 1e-3
+
+
+def test_empty_sequences_and_empty_batch_give_normalised_vectors(tiny_artifact: Path) -> None:
+    encoder = InterestEncoder.load(tiny_artifact / "artifact")
+    empty = SequenceInput([], [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    out = encoder.encode([empty, empty])
+    assert np.allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
+    assert encoder.encode([]).shape == (0, 3, encoder.n_queries, encoder.dim)
+
+
+def test_manifest_exposes_version_vocabularies_and_shapes(tiny_artifact: Path) -> None:
+    encoder = InterestEncoder.load(tiny_artifact / "artifact", providers=["CPUExecutionProvider"])
+    manifest = json.loads((tiny_artifact / "artifact" / "manifest.json").read_text())
+    assert encoder.model_version == manifest["model_version"] and len(encoder.model_version) == 12
+    assert encoder.scenarios == ("feed", "search", "ads")
+    assert encoder.actions[8] == "query" and encoder.providers == ["CPUExecutionProvider"]
+    assert encoder.max_len == 24 and [i["name"] for i in manifest["inputs"]][0] == "item_idx"
+
+
+def test_tampered_onnx_or_manifest_fails_fast(tiny_artifact: Path, tmp_path: Path) -> None:
+    art = tmp_path / "art"
+    shutil.copytree(tiny_artifact / "artifact", art)
+    with (art / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ManifestMismatchError):
+        InterestEncoder.load(art)
+    shutil.copy(tiny_artifact / "artifact" / "model.onnx", art / "model.onnx")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["inputs"][0]["name"] = "renamed"
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestMismatchError):
+        InterestEncoder.load(art)

@@ -1,0 +1,48 @@
+"""Tests for encoders.model and encoders.train: shapes, normalisation, the loss learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from encoders.config import ModelConfig, TrainConfig
+from encoders.dataset import EventDataset
+from encoders.features import build_inputs
+from encoders.model import InterestModel
+from encoders.train import _targets, info_nce, make_samples
+
+
+def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object) -> None:
+    TINY = tiny_config
+    model = InterestModel(TINY.with_(n_items=tiny_dataset.n_items)).eval()
+    seqs = [h.context(len(h), selector) for h in tiny_dataset.histories[:3]] + [tiny_dataset.histories[0].context(0, None)]
+    inputs = build_inputs(seqs, tiny_dataset.index, model.cfg)
+    with torch.no_grad():
+        out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    assert out.shape == (4, 3, TINY.n_queries, TINY.dim)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(4, 3, TINY.n_queries), atol=1e-5)
+    items = model.item_vectors(torch.arange(5))
+    assert torch.allclose(items.norm(dim=-1), torch.ones(5), atol=1e-5)
+
+
+def test_a_few_training_steps_decrease_the_loss(tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object) -> None:
+    TINY = tiny_config
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=TINY.with_(n_items=tiny_dataset.n_items), n_negatives=64)
+    model = InterestModel(cfg.model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rng = np.random.default_rng(0)
+    batch = make_samples(tiny_dataset, cfg, rng)[:32]
+    rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
+    targets = torch.from_numpy(_targets(tiny_dataset, rows, batch, cfg))
+    inputs = build_inputs([tiny_dataset.histories[u].context(p, selector) for u, p in batch], tiny_dataset.index, cfg.model)
+    tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    negatives = torch.from_numpy(rng.integers(2, tiny_dataset.n_items, 64))
+    losses = []
+    for _ in range(15):
+        loss = info_nce(model, model(**tensors), targets, negatives)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.9
