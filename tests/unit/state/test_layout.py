@@ -36,3 +36,17 @@ def test_wrong_sizes_and_bad_integers_raise_format_errors() -> None:
     with pytest.raises(StateFormatError):
         decode_int(b"12x", "ver")
     assert decode_int(None, "ver") == 0 and decode_int(b"17", "ver") == 17
+
+
+def test_docs_redis_format_names_every_field_the_code_writes() -> None:
+    from pathlib import Path
+
+    from state import layout
+    from state.records import SCENARIOS
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "redis-format.md").read_text()
+    fields = [getattr(layout, name) for name in layout.__all__ if name.startswith("F_")]
+    fields += [layout.vector_field(s) for s in SCENARIOS]
+    for field in fields:
+        assert f"| `{field}` |" in text, f"docs/redis-format.md misses field {field}"
+    assert f"`{layout.LAYOUT_VERSION}`" in text
