@@ -1,0 +1,94 @@
+"""Frozen hyperparameter dataclasses for the interest model and its training run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from encoders.errors import ConfigError
+
+__all__ = ["DEFAULT_ACTIONS", "DEFAULT_SCENARIOS", "ModelConfig", "TrainConfig"]
+
+#: Our own copy of the shared vocabularies (``encoders`` never imports ``state``); the worker
+#: checks at start-up that these match ``state.records``.
+DEFAULT_SCENARIOS: tuple[str, ...] = ("feed", "search", "ads")
+DEFAULT_ACTIONS: tuple[str, ...] = (
+    "impression", "click", "like", "collect", "comment",
+    "share", "follow", "hide", "query", "conversion",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the user tower and item side; saved in the checkpoint and manifest."""
+
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
+    actions: tuple[str, ...] = DEFAULT_ACTIONS
+    n_queries: int = 3
+    dim: int = 64
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    max_len: int = 128
+    n_items: int = 2  # item vocabulary size including row 0 (padding) and row 1 (unknown)
+    content_dim: int = 0  # width of the fixed item content table (0: id embeddings only)
+    id_embedding: bool = True  # learned per-item rows (False: content table + 2 fallback rows)
+    use_text: bool = False  # event texts (search queries, titles) through MiniLM vectors
+    text_dim: int = 384
+    use_time_gap: bool = True
+    n_gap_buckets: int = 24
+    use_hour: bool = True
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model={self.d_model} not divisible by n_heads={self.n_heads}")
+        if min(self.n_queries, self.dim, self.max_len, len(self.scenarios)) < 1:
+            raise ConfigError("n_queries, dim, max_len and scenarios must be positive")
+        if self.n_items < 2:
+            raise ConfigError("n_items counts the padding and unknown rows, so it is >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown ModelConfig keys: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def with_(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: the model, the optimisation and the temporal-split sampling."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    epochs: int = 8
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    cuts_per_user: int = 4  # context/target cut points sampled per user and epoch
+    targets_per_scenario: int = 3  # next events of each scenario used as positives
+    target_window_ms: int = 7 * 24 * 3600 * 1000
+    n_negatives: int = 1024  # sampled (uniform over the vocabulary) besides in-batch ones
+    init_tau: float = 0.1
+    scenario_mask: tuple[bool, ...] | None = None  # train on these target scenarios only
+    input_scenarios: tuple[int, ...] | None = None  # keep only these scenarios in the input
+    threads: int = 2
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict, the model config nested."""
+        out = {k: v for k, v in asdict(self).items() if k != "model"}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        out["model"] = self.model.to_dict()
+        return out

@@ -1,0 +1,1 @@
+"""Data sources for training and evaluation: synthetic events, wire dicts, Amazon files."""

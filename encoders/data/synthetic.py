@@ -1,0 +1,110 @@
+"""Synthetic multi-scenario events with planted cross-scenario interest structure."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+import numpy as np
+
+__all__ = ["TOPICS", "ad_ids", "feed_item_ids", "generate_events", "item_titles"]
+
+TOPICS: dict[str, tuple[str, ...]] = {
+    "solar": ("solar", "panel", "installation", "inverter", "battery", "roof"),
+    "hiking": ("hiking", "trail", "boots", "backpack", "mountain", "tent"),
+    "coffee": ("coffee", "espresso", "grinder", "beans", "latte", "roast"),
+    "guitar": ("guitar", "chords", "amplifier", "strings", "pedal", "acoustic"),
+    "baking": ("baking", "sourdough", "oven", "flour", "pastry", "bread"),
+    "cycling": ("cycling", "bike", "helmet", "gravel", "saddle", "wheels"),
+    "gaming": ("gaming", "console", "controller", "headset", "rpg", "speedrun"),
+    "garden": ("garden", "tomato", "compost", "seeds", "soil", "pruning"),
+    "skincare": ("skincare", "serum", "sunscreen", "moisturizer", "retinol", "cleanser"),
+    "finance": ("finance", "index", "fund", "budget", "savings", "dividend"),
+    "travel": ("travel", "flight", "hostel", "itinerary", "visa", "beach"),
+    "fitness": ("fitness", "squat", "protein", "kettlebell", "yoga", "running"),
+}
+_FILLER = ("best", "guide", "review", "cheap", "pro", "new", "top", "how to", "beginner", "2024")
+_FEED_ACTIONS = ("impression", "click", "like", "collect", "comment", "share", "follow", "hide")
+_FEED_P = (0.45, 0.25, 0.1, 0.06, 0.04, 0.03, 0.02, 0.05)
+_ADS_ACTIONS = ("impression", "click", "conversion")
+_ADS_P = (0.75, 0.2, 0.05)
+ITEMS_PER_TOPIC = 60
+ADS_PER_TOPIC = 12
+
+
+def feed_item_ids() -> list[str]:
+    """All feed/search item ids, ``it_<topic>_<k>``."""
+    return [f"it_{t}_{k}" for t in TOPICS for k in range(ITEMS_PER_TOPIC)]
+
+
+def ad_ids() -> list[str]:
+    """All ad ids, ``ad_<topic>_<k>``."""
+    return [f"ad_{t}_{k}" for t in TOPICS for k in range(ADS_PER_TOPIC)]
+
+
+def item_titles(seed: int = 0) -> dict[str, str]:
+    """A short title of topic words for every item and ad (deterministic per seed)."""
+    rng = np.random.default_rng(seed)
+    titles = {}
+    for item in feed_item_ids() + ad_ids():
+        topic = item.split("_")[1]
+        words = rng.choice(TOPICS[topic], size=2, replace=False).tolist()
+        titles[item] = f"{rng.choice(_FILLER)} {' '.join(words)}"
+    return titles
+
+
+def _zipf(n: int, exponent: float = 1.1) -> np.ndarray:
+    p = 1.0 / np.arange(1, n + 1) ** exponent
+    return p / p.sum()
+
+
+def _user_events(user: int, rng: np.random.Generator, start_ms: int, span_ms: int, mean_events: int) -> list[tuple[int, str, dict]]:
+    """One user's events: core interests everywhere, an emerging interest that shows in
+    search first and reaches feed and ads only later."""
+    topics = list(TOPICS)
+    chosen = rng.choice(len(topics), size=3, replace=False)
+    core = [topics[i] for i in chosen[:2]]
+    emerging = topics[chosen[2]]
+    t_new = start_ms + int(span_ms * rng.uniform(0.3, 0.7))
+    lag_ms = int(span_ms * 0.15)
+    n = max(4, int(rng.poisson(mean_events)))
+    times = np.sort(rng.integers(start_ms, start_ms + span_ms, size=n))
+    scen = rng.choice(3, size=n, p=(0.75, 0.17, 0.08))
+    item_p, ad_p = _zipf(ITEMS_PER_TOPIC), _zipf(ADS_PER_TOPIC)
+    uid = f"u{user:05d}"
+    out = []
+    for k, (ts, s) in enumerate(zip(times.tolist(), scen.tolist(), strict=True)):
+        shown = ts >= t_new + (0 if s == 1 else lag_ms)
+        topic = emerging if shown and rng.random() < 0.5 else core[int(rng.random() < 0.35)]
+        base = {"event_id": f"{uid}-{k}", "user_id": uid, "ts_ms": int(ts)}
+        if s == 0:
+            action = str(rng.choice(_FEED_ACTIONS, p=_FEED_P))
+            item = f"it_{topic}_{rng.choice(ITEMS_PER_TOPIC, p=item_p)}"
+            dwell = 0 if action in ("impression", "hide") else int(rng.exponential(8000))
+            out.append((ts, "feed", base | {"item_id": item, "action": action, "dwell_ms": dwell}))
+        elif s == 1:
+            words = rng.choice(TOPICS[topic], size=int(rng.integers(2, 4)), replace=False)
+            clicked = rng.random() < 0.6
+            item = f"it_{topic}_{rng.choice(ITEMS_PER_TOPIC, p=item_p)}" if clicked else None
+            pos = int(rng.integers(0, 10)) if clicked else None
+            out.append((ts, "search", base | {"query": " ".join(words), "clicked_item_id": item, "position": pos}))
+        else:
+            ad = int(rng.choice(ADS_PER_TOPIC, p=ad_p))
+            out.append((ts, "ads", base | {
+                "ad_id": f"ad_{topic}_{ad}", "creative_id": f"cr_{topic}_{ad}_{int(rng.integers(0, 3))}",
+                "action": str(rng.choice(_ADS_ACTIONS, p=_ADS_P)),
+            }))
+    return out
+
+
+def generate_events(
+    n_users: int, seed: int, start_ms: int = 1_700_000_000_000, span_ms: int = 30 * 86_400_000,
+    mean_events: int = 100,
+) -> Iterator[tuple[str, dict]]:
+    """Yield ``(scenario, wire_dict)`` for all users, merged in time order."""
+    streams = []
+    for user in range(n_users):
+        rng = np.random.default_rng([seed, user])
+        streams.append(_user_events(user, rng, start_ms, span_ms, mean_events))
+    for _, scenario, wire in heapq.merge(*streams, key=lambda e: (e[0], e[2]["event_id"])):
+        yield scenario, wire

@@ -1,0 +1,140 @@
+"""Leave-last-out ranking evaluation: full catalogue and 999 sampled negatives, per scenario."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from encoders.dataset import EventDataset, UserHistory
+from encoders.features import SelectorProtocol, build_inputs
+from encoders.model import InterestModel
+
+__all__ = [
+    "METRICS",
+    "EvalCases",
+    "ModelScorer",
+    "ScorerProtocol",
+    "evaluate_scorer",
+    "format_table",
+    "metrics_from_ranks",
+]
+
+METRICS = ("HR@10", "HR@50", "HR@100", "NDCG@10", "NDCG@100", "MRR")
+
+
+class ScorerProtocol(Protocol):
+    """Anything that scores candidate vocabulary rows for users' contexts."""
+
+    def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
+        """``[len(contexts), len(columns)]``, higher is better."""
+        ...
+
+
+@dataclass(frozen=True)
+class EvalCases:
+    """Per user: the history and the position of its target event in one scenario."""
+
+    histories: list[UserHistory]
+    targets: np.ndarray  # position of the target event in each history
+    target_rows: np.ndarray  # vocabulary row of each target item
+    scenario: int
+    columns: np.ndarray  # vocabulary rows of the scenario's whole catalogue
+
+    def contexts(self) -> list[UserHistory]:
+        """Everything before each target (all scenarios)."""
+        return [h.prefix(int(t)) for h, t in zip(self.histories, self.targets, strict=True)]
+
+    def few_events_mask(self, max_events: int) -> np.ndarray:
+        """Users with at most ``max_events`` earlier events in the target scenario."""
+        return np.array([
+            int((h.scenario_idx[: int(t)] == self.scenario).sum()) <= max_events
+            for h, t in zip(self.histories, self.targets, strict=True)
+        ])
+
+
+class ModelScorer:
+    """Scores items by the best-matching query of the target scenario: ``max_q <u_q, v_i>``."""
+
+    def __init__(self, model: InterestModel, dataset: EventDataset, selector: SelectorProtocol | None,
+                 input_scenarios: Sequence[int] | None = None, batch_size: int = 512) -> None:
+        self.model, self.dataset, self.selector = model.eval(), dataset, selector
+        self.input_scenarios, self.batch_size = input_scenarios, batch_size
+        self._vectors: dict[bytes, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def interests(self, contexts: Sequence[UserHistory]) -> torch.Tensor:
+        """``[N, S, Q, D]`` for the contexts (each mixed by the selector, as in serving)."""
+        device = next(self.model.parameters()).device
+        seqs = [h.context(len(h), self.selector, self.input_scenarios) for h in contexts]
+        inputs = build_inputs(seqs, self.dataset.index, self.model.cfg)
+        return self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
+
+    @torch.no_grad()
+    def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
+        key = columns.tobytes()
+        if key not in self._vectors:
+            device = next(self.model.parameters()).device
+            self._vectors = {key: self.model.item_vectors(torch.from_numpy(columns).to(device))}
+        u = self.interests(contexts)[:, scenario]  # [N, Q, D]
+        return torch.einsum("nqd,cd->nqc", u, self._vectors[key]).amax(dim=1).cpu().numpy()
+
+
+def metrics_from_ranks(ranks: np.ndarray) -> dict[str, float]:
+    """HR@k, NDCG@k (single relevant item) and MRR from 0-based ranks."""
+    ranks = np.asarray(ranks, np.float64)
+    if not len(ranks):
+        return {m: float("nan") for m in METRICS}
+    out = {f"HR@{k}": float((ranks < k).mean()) for k in (10, 50, 100)}
+    for k in (10, 100):
+        out[f"NDCG@{k}"] = float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+    out["MRR"] = float((1.0 / (ranks + 1.0)).mean())
+    return {m: out[m] for m in METRICS}
+
+
+def _rank(scores: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """0-based rank of the target column per row; ties broken uniformly at random."""
+    t = scores[np.arange(len(scores)), target][:, None]
+    greater = (scores > t).sum(1)
+    ties = (scores == t).sum(1) - 1
+    return greater + np.floor(rng.random(len(scores)) * (ties + 1)).astype(np.int64)
+
+
+def evaluate_scorer(scorer: ScorerProtocol, cases: EvalCases, n_negatives: int = 999, seed: int = 0,
+                    batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Ranks of every case's target: ``{"full": ..., "sampled": ...}``.
+
+    Full: against the scenario's whole catalogue. Sampled: against ``n_negatives`` items drawn
+    uniformly without replacement from the catalogue minus the target, the same draw for every
+    scorer (seeded by ``seed`` and the scenario). Ties are broken at random.
+    """
+    col_of = {int(c): j for j, c in enumerate(cases.columns)}
+    target_cols = np.array([col_of[int(r)] for r in cases.target_rows])
+    neg_rng = np.random.default_rng([seed, cases.scenario])
+    n_cols = len(cases.columns)
+    negatives = np.stack([neg_rng.choice(n_cols - 1, n_negatives, replace=False) for _ in target_cols])
+    negatives += negatives >= target_cols[:, None]
+    contexts = cases.contexts()
+    tie_rng = np.random.default_rng([seed, cases.scenario, 1])
+    full, sampled = [], []
+    for start in range(0, len(contexts), batch_size):
+        sl = slice(start, start + batch_size)
+        s = scorer.scores(contexts[sl], cases.columns, cases.scenario)
+        full.append(_rank(s, target_cols[sl], tie_rng))
+        cand = np.concatenate([target_cols[sl, None], negatives[sl]], axis=1)
+        sampled.append(_rank(np.take_along_axis(s, cand, 1), np.zeros(len(cand), np.int64), tie_rng))
+    return {"full": np.concatenate(full), "sampled": np.concatenate(sampled)}
+
+
+def format_table(results: dict[str, dict[str, dict[str, float]]], columns: Sequence[str] = METRICS) -> str:
+    """Markdown table: one row per (method, slice key), one column per metric."""
+    keys = list(dict.fromkeys(k for per_key in results.values() for k in per_key))
+    header = "| method | " + " | ".join(f"{k} {m}" for k in keys for m in columns) + " |"
+    lines = [header, "|" + "---|" * (1 + len(keys) * len(columns))]
+    for method, per_key in results.items():
+        cells = [f"{per_key[k][m]:.4f}" if k in per_key else "–" for k in keys for m in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

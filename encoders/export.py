@@ -1,0 +1,84 @@
+"""Export a checkpoint to an artifact directory: ONNX graph, item tables and the manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from encoders.errors import ArtifactError
+from encoders.features import input_names
+from encoders.manifest import Manifest, TensorSpec, sha256_file
+from encoders.train import load_checkpoint
+
+__all__ = ["ITEMS_NAME", "ITEM_VECTORS_NAME", "MODEL_NAME", "export"]
+
+logger = logging.getLogger(__name__)
+MODEL_NAME = "model.onnx"
+ITEMS_NAME = "items.json"
+ITEM_VECTORS_NAME = "item_vectors.npy"
+_DTYPES = {"item_idx": "int64", "scenario_idx": "int64", "action_idx": "int64", "gap_bucket": "int64",
+           "hour": "int64", "mask": "float32", "text_vec": "float32", "has_text": "float32"}
+
+
+def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
+    """Write ``model.onnx`` (dynamic batch and sequence axes), ``items.json``,
+    ``item_vectors.npy`` (items in the interest space, row = vocabulary row), the MiniLM text
+    encoder when the model uses text, and ``manifest.json``; returns the manifest."""
+    if not Path(checkpoint_path).is_file():
+        raise ArtifactError(f"checkpoint not found: {checkpoint_path}")
+    model, items, ckpt = load_checkpoint(Path(checkpoint_path))
+    cfg = model.cfg
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = input_names(cfg)
+    example = _example_inputs(cfg, batch=2, length=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, tuple(example[n] for n in names), str(out_dir / MODEL_NAME),
+            input_names=names, output_names=["interests"], opset_version=opset, dynamo=False,
+            dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "interests": {0: "batch"}},
+        )
+    (out_dir / ITEMS_NAME).write_text(json.dumps(items))
+    with torch.no_grad():
+        vectors = model.item_vectors(torch.arange(cfg.n_items)).numpy().astype(np.float32)
+    np.save(out_dir / ITEM_VECTORS_NAME, vectors)
+    files = {"model": MODEL_NAME, "items": ITEMS_NAME, "item_vectors": ITEM_VECTORS_NAME}
+    if cfg.use_text:
+        from encoders.text_export import TEXT_MODEL_NAME, TOKENIZER_NAME, export_text_encoder
+
+        export_text_encoder(out_dir)
+        files |= {"text_encoder": TEXT_MODEL_NAME, "tokenizer": TOKENIZER_NAME}
+    inputs = [
+        TensorSpec(n, _DTYPES[n], ["batch", "seq"] + ([cfg.text_dim] if n == "text_vec" else []))
+        for n in names
+    ]
+    outputs = [TensorSpec("interests", "float32", ["batch", len(cfg.scenarios), cfg.n_queries, cfg.dim])]
+    manifest = Manifest(
+        config=cfg, inputs=inputs, outputs=outputs, files=files,
+        sha256={f: sha256_file(out_dir / f) for f in files.values()},
+        extra={"train_config": ckpt.get("train_config", {}), "history": ckpt.get("history", [])},
+    )
+    manifest.write(out_dir)
+    logger.info("exported dir=%s model_version=%s", out_dir, manifest.model_version)
+    return manifest
+
+
+def _example_inputs(cfg, batch: int, length: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    out = {
+        "item_idx": torch.randint(0, cfg.n_items, (batch, length), generator=gen),
+        "scenario_idx": torch.randint(0, len(cfg.scenarios), (batch, length), generator=gen),
+        "action_idx": torch.randint(0, len(cfg.actions), (batch, length), generator=gen),
+        "gap_bucket": torch.randint(0, cfg.n_gap_buckets, (batch, length), generator=gen),
+        "hour": torch.randint(0, 24, (batch, length), generator=gen),
+        "mask": torch.ones(batch, length),
+    }
+    if cfg.use_text:
+        out["text_vec"] = torch.randn(batch, length, cfg.text_dim, generator=gen)
+        out["has_text"] = torch.ones(batch, length)
+    return out

@@ -1,0 +1,95 @@
+"""Item content tables: user-provided vectors, MiniLM title vectors, co-occurrence factors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import svds
+
+from encoders.dataset import EventDataset, UserHistory
+from encoders.errors import DataError
+
+__all__ = ["align_table", "cooccurrence_table", "interaction_matrix", "load_table", "title_table"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_table(path: Path) -> dict[str, np.ndarray]:
+    """Read an id -> vector table: ``.npz`` (arrays ``ids``, ``vectors``), or ``.npy`` with
+    the ids in a sibling ``.json`` list, or ``.parquet`` (columns ``id``, ``vector``; needs pyarrow)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npz":
+            data = np.load(path, allow_pickle=False)
+            ids, vectors = [str(i) for i in data["ids"]], np.asarray(data["vectors"], np.float32)
+        elif path.suffix == ".npy":
+            vectors = np.load(path).astype(np.float32)
+            ids = [str(i) for i in json.loads(path.with_suffix(".json").read_text())]
+        elif path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path).to_pydict()
+            ids, vectors = [str(i) for i in table["id"]], np.asarray(table["vector"], np.float32)
+        else:
+            raise DataError(f"unsupported item table format: {path.suffix}")
+    except (OSError, KeyError, ValueError, ImportError) as exc:
+        raise DataError(f"cannot read item table {path}: {exc}") from exc
+    if len(ids) != len(vectors) or vectors.ndim != 2:
+        raise DataError(f"item table {path}: {len(ids)} ids vs vectors {vectors.shape}")
+    return dict(zip(ids, vectors, strict=True))
+
+
+def title_table(titles: Mapping[str, str], text_fn: Callable[[list[str]], np.ndarray]) -> dict[str, np.ndarray]:
+    """MiniLM vectors of item titles."""
+    ids = sorted(titles)
+    return dict(zip(ids, text_fn([titles[i] for i in ids]), strict=True))
+
+
+def align_table(dataset: EventDataset, table: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``[n_items, C]`` content matrix in vocabulary row order (zeros for rows without a vector)."""
+    width = len(next(iter(table.values())))
+    out = np.zeros((dataset.n_items, width), np.float32)
+    hits = 0
+    for item, row in dataset.index.items():
+        vec = table.get(item)
+        if vec is not None:
+            out[row] = vec
+            hits += 1
+    logger.info("item table aligned rows=%d with_vector=%d", dataset.n_items, hits)
+    return out
+
+
+def interaction_matrix(histories: Sequence[UserHistory], index: Mapping[str, int], n_items: int) -> sparse.csr_matrix:
+    """Binary ``[users, n_items]`` matrix of which user touched which item."""
+    rows, cols = [], []
+    for u, h in enumerate(histories):
+        for item in h.item_ids:
+            row = index.get(item) if item is not None else None
+            if row is not None:
+                rows.append(u)
+                cols.append(row)
+    m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), n_items))
+    m.data[:] = 1.0
+    return m
+
+
+def cooccurrence_table(
+    histories: Sequence[UserHistory], dataset: EventDataset, dim: int, seed: int = 0
+) -> np.ndarray:
+    """``[n_items, dim]`` factors of the item-item cosine co-occurrence matrix (truncated SVD
+    of the column-normalised user-item matrix), computed from the given histories only."""
+    m = interaction_matrix(histories, dataset.index, dataset.n_items).tocsc()
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=0)).ravel())
+    m = m @ sparse.diags(1.0 / np.maximum(norms, 1e-9))
+    k = min(dim, min(m.shape) - 1)
+    _, s, vt = svds(m.astype(np.float64), k=k, random_state=seed, v0=None)
+    order = np.argsort(-s)
+    factors = (vt[order].T * s[order]).astype(np.float32)
+    if k < dim:
+        factors = np.pad(factors, ((0, 0), (0, dim - k)))
+    return factors

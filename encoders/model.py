@@ -1,0 +1,122 @@
+"""The interest model: event tokens, a small transformer, and per-scenario query tokens."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoders.config import ModelConfig
+
+__all__ = ["InterestModel"]
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with a key-padding mask (plain ops, ONNX friendly)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(), nn.Linear(4 * cfg.d_model, cfg.d_model)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q = q.reshape(b, t, h, c // h).transpose(1, 2)
+        k = k.reshape(b, t, h, c // h).transpose(1, 2)
+        v = v.reshape(b, t, h, c // h).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(c // h)) + key_bias[:, None, None, :]
+        y = self.drop(att.softmax(dim=-1)) @ v
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class InterestModel(nn.Module):
+    """Maps a mixed event sequence to ``[B, S, Q, D]`` L2-normalised interest vectors.
+
+    Items live in the same space: ``item_vectors(idx)`` passes the item token content through
+    the shared projection head used for the query outputs.
+    """
+
+    def __init__(self, cfg: ModelConfig, content: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        n_scen = len(cfg.scenarios)
+        self.item_emb = nn.Embedding(cfg.n_items if cfg.id_embedding else 2, d, padding_idx=0)
+        nn.init.normal_(self.item_emb.weight, std=0.02)
+        if cfg.content_dim:
+            table = content if content is not None else torch.zeros(cfg.n_items, cfg.content_dim)
+            self.register_buffer("content", table.float().clone())
+            self.content_proj = nn.Linear(cfg.content_dim, d)
+        if cfg.use_text:
+            self.text_proj = nn.Linear(cfg.text_dim, d)
+        self.scen_emb = nn.Embedding(n_scen, d)
+        self.action_emb = nn.Embedding(len(cfg.actions), d)
+        self.gap_emb = nn.Embedding(cfg.n_gap_buckets, d) if cfg.use_time_gap else None
+        self.hour_emb = nn.Embedding(24, d) if cfg.use_hour else None
+        self.queries = nn.Parameter(torch.randn(n_scen * cfg.n_queries, d) * 0.02)
+        self.register_buffer(
+            "query_scen", torch.arange(n_scen).repeat_interleave(cfg.n_queries), persistent=False
+        )
+        self.ln_in = nn.LayerNorm(d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.dim)
+        self.log_tau = nn.Parameter(torch.tensor(0.0))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def item_content(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """Token content of items: learned id row plus projected content row."""
+        x = self.item_emb(item_idx if self.cfg.id_embedding else item_idx.clamp(max=1))
+        if self.cfg.content_dim:
+            x = x + self.content_proj(self.content[item_idx]) * (item_idx > 0).unsqueeze(-1).to(x.dtype)
+        return x
+
+    def item_vectors(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """L2-normalised item vectors in the interest space (shared head)."""
+        return F.normalize(self.head(self.ln_f(self.item_content(item_idx))), dim=-1)
+
+    def forward(
+        self,
+        item_idx: torch.Tensor,
+        scenario_idx: torch.Tensor,
+        action_idx: torch.Tensor,
+        gap_bucket: torch.Tensor,
+        hour: torch.Tensor,
+        mask: torch.Tensor,
+        text_vec: torch.Tensor | None = None,
+        has_text: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        cfg = self.cfg
+        x = self.item_content(item_idx) + self.scen_emb(scenario_idx) + self.action_emb(action_idx)
+        if self.gap_emb is not None:
+            x = x + self.gap_emb(gap_bucket)
+        if self.hour_emb is not None:
+            x = x + self.hour_emb(hour)
+        if cfg.use_text and text_vec is not None and has_text is not None:
+            x = x + self.text_proj(text_vec) * has_text.unsqueeze(-1)
+        b = x.shape[0]
+        q = (self.queries + self.scen_emb(self.query_scen)).unsqueeze(0).expand(b, -1, -1)
+        x = self.drop(self.ln_in(torch.cat([x, q], dim=1)))
+        keep = torch.cat([mask, torch.ones(b, q.shape[1], dtype=mask.dtype, device=mask.device)], 1)
+        key_bias = (1.0 - keep) * -1e4
+        for block in self.blocks:
+            x = block(x, key_bias)
+        out = self.head(self.ln_f(x[:, -q.shape[1]:, :]))
+        out = F.normalize(out, dim=-1)
+        return out.reshape(b, len(cfg.scenarios), cfg.n_queries, cfg.dim)
+
+    def temperature(self) -> torch.Tensor:
+        """Learnable softmax temperature, kept inside [0.01, 1]."""
+        return self.log_tau.exp().clamp(0.01, 1.0)

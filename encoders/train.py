@@ -1,0 +1,177 @@
+"""Training: temporal cuts, per-scenario next-event targets, multi-positive InfoNCE."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from encoders.config import TrainConfig
+from encoders.dataset import EventDataset
+from encoders.errors import ConfigError
+from encoders.features import SelectorProtocol, TextFn, build_inputs
+from encoders.model import InterestModel
+
+__all__ = ["CHECKPOINT_NAME", "Sample", "info_nce", "load_checkpoint", "make_samples", "train"]
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_NAME = "model.pt"
+Sample = tuple[int, int]  # (user position in the dataset, cut: number of context events)
+EvalFn = Callable[[InterestModel], float]
+
+
+def make_samples(dataset: EventDataset, cfg: TrainConfig, rng: np.random.Generator) -> list[Sample]:
+    """Random cut points per user (each leaves at least one event after the cut)."""
+    samples: list[Sample] = []
+    for u, h in enumerate(dataset.histories):
+        if len(h) < 2:
+            continue
+        cuts = rng.choice(np.arange(1, len(h)), size=min(cfg.cuts_per_user, len(h) - 1), replace=False)
+        samples.extend((u, int(p)) for p in cuts)
+    rng.shuffle(samples)
+    return samples
+
+
+def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample], cfg: TrainConfig) -> np.ndarray:
+    """``[B, S, K]`` vocabulary rows of each scenario's next events inside the window (0: none)."""
+    n_scen, k = len(cfg.model.scenarios), cfg.targets_per_scenario
+    out = np.zeros((len(batch), n_scen, k), np.int64)
+    for b, (u, p) in enumerate(batch):
+        h = dataset.histories[u]
+        horizon = h.ts_ms[p - 1] + cfg.target_window_ms
+        for s in range(n_scen):
+            if cfg.scenario_mask is not None and not cfg.scenario_mask[s]:
+                continue
+            pos = np.flatnonzero((h.scenario_idx[p:] == s) & (rows[u][p:] > 1) & (h.ts_ms[p:] <= horizon))
+            found = rows[u][p:][pos[:k]]
+            out[b, s, : len(found)] = found
+    return out
+
+
+def info_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """Multi-positive InfoNCE: each positive is matched to its scenario's best query (argmax)
+    and scored against in-batch targets plus sampled negatives, with the user's other
+    positives masked out (false negatives)."""
+    cand = torch.unique(torch.cat([targets[targets > 0], negatives]))
+    vecs = model.item_vectors(cand)  # [C, D]
+    sims = torch.einsum("bsqd,cd->bsqc", interests, vecs)
+    b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
+    pos_c = torch.searchsorted(cand, targets[b_idx, s_idx, k_idx])
+    per_q = sims[b_idx, s_idx, :, pos_c]  # [P, Q]
+    best_q = per_q.detach().argmax(dim=1)
+    logits = sims[b_idx, s_idx, best_q, :] / model.temperature()  # [P, C]
+    user_pos = (cand[None, None, :] == targets.flatten(1)[:, :, None]).any(1)  # [B, C]
+    false_neg = user_pos[b_idx]
+    false_neg[torch.arange(len(pos_c)), pos_c] = False
+    logits = logits.masked_fill(false_neg, float("-inf"))
+    return F.cross_entropy(logits, pos_c)
+
+
+def _to_device(inputs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
+
+
+def train(
+    config: TrainConfig,
+    dataset: EventDataset,
+    selector: SelectorProtocol | None,
+    out_dir: Path,
+    text_fn: TextFn | None = None,
+    eval_fn: EvalFn | None = None,
+) -> Path:
+    """Train the interest model and save ``out_dir/model.pt``; returns the checkpoint path.
+
+    ``eval_fn`` (higher is better) selects the best epoch; without it the last epoch is kept.
+    """
+    cfg = config.model.with_(n_items=dataset.n_items)
+    if dataset.content is not None and cfg.content_dim != dataset.content.shape[1]:
+        cfg = cfg.with_(content_dim=int(dataset.content.shape[1]))
+    if cfg.use_text and text_fn is None:
+        raise ConfigError("use_text=True needs a text encoder (text_fn)")
+    config = replace(config, model=cfg)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    content = None if dataset.content is None else torch.from_numpy(dataset.content)
+    model = InterestModel(cfg, content).to(device)
+    with torch.no_grad():
+        model.log_tau.fill_(float(np.log(config.init_tau)))
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rows = [dataset.item_rows(h) for h in dataset.histories]
+    cached_text_fn = _cached(text_fn) if text_fn is not None else None
+    best, best_state, history = -np.inf, None, []
+    total_steps = config.epochs * max(1, -(-len(make_samples(dataset, config, np.random.default_rng(0))) // config.batch_size))
+    warmup = max(1, total_steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / max(total_steps, 1)))
+    )
+    step = 0
+    for epoch in range(config.epochs):
+        model.train()
+        samples = make_samples(dataset, config, rng)
+        losses = []
+        t0 = time.perf_counter()
+        bar = tqdm(range(0, len(samples), config.batch_size), disable=not config.progress, desc=f"epoch {epoch}", leave=False)
+        for start in bar:
+            batch = samples[start : start + config.batch_size]
+            targets = _targets(dataset, rows, batch, config)
+            if not targets.any():
+                continue
+            seqs = [dataset.histories[u].context(p, selector, config.input_scenarios) for u, p in batch]
+            inputs = _to_device(build_inputs(seqs, dataset.index, cfg, cached_text_fn), device)
+            negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
+            loss = info_nce(model, model(**inputs), torch.from_numpy(targets).to(device), negatives)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if step < total_steps:
+                sched.step()
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        score = eval_fn(model.eval()) if eval_fn is not None else -float(np.mean(losses or [0.0]))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses or [0.0])), "score": float(score)})
+        logger.info("epoch=%d loss=%.4f score=%.4f tau=%.3f seconds=%.1f", epoch, history[-1]["loss"], score, model.temperature().item(), time.perf_counter() - t0)
+        if eval_fn is None or score > best:
+            best = score
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / CHECKPOINT_NAME
+    torch.save(
+        {"model_config": cfg.to_dict(), "train_config": config.to_dict(), "state_dict": best_state,
+         "items": dataset.items, "history": history},
+        path,
+    )
+    logger.info("saved checkpoint=%s best_score=%.4f", path, best)
+    return path
+
+
+def load_checkpoint(path: Path) -> tuple[InterestModel, list[str], dict]:
+    """Model (eval mode, CPU), item vocabulary and the raw checkpoint dict."""
+    from encoders.config import ModelConfig
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = InterestModel(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), list(ckpt["items"]), ckpt
+
+
+def _cached(fn: TextFn) -> TextFn:
+    memo: dict[str, np.ndarray] = {}
+
+    def wrapped(texts: list[str]) -> np.ndarray:
+        missing = sorted({t for t in texts if t not in memo})
+        if missing:
+            memo.update(zip(missing, fn(missing), strict=True))
+        return np.stack([memo[t] for t in texts]).astype(np.float32)
+
+    return wrapped
