@@ -55,11 +55,18 @@ def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample],
     return out
 
 
-def info_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+def info_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+             in_batch: bool = True) -> torch.Tensor:
     """Multi-positive InfoNCE: each positive is matched to its scenario's best query (argmax)
-    and scored against in-batch targets plus sampled negatives, with the user's other
-    positives masked out (false negatives)."""
+    and scored against sampled negatives (and, with ``in_batch``, the batch's other targets),
+    with the user's other positives masked out (false negatives).
+
+    In-batch candidates are drawn from the target distribution, so they teach the model to
+    score popular items *down*; with uniform negatives alone the scores estimate
+    log p(item | user) up to a constant, popularity included."""
     cand = torch.unique(torch.cat([targets[targets > 0], negatives]))
+    if not in_batch:
+        return _uniform_nce(model, interests, targets, negatives)
     vecs = model.item_vectors(cand)  # [C, D]
     sims = torch.einsum("bsqd,cd->bsqc", interests, vecs)
     b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
@@ -72,6 +79,20 @@ def info_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tenso
     false_neg[torch.arange(len(pos_c)), pos_c] = False
     logits = logits.masked_fill(false_neg, float("-inf"))
     return F.cross_entropy(logits, pos_c)
+
+
+def _uniform_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
+    pos = targets[b_idx, s_idx, k_idx]
+    u = interests[b_idx, s_idx]  # [P, Q, D]
+    pos_sim = torch.einsum("pqd,pd->pq", u, model.item_vectors(pos))
+    best_q = pos_sim.detach().argmax(dim=1)
+    u_best = u[torch.arange(len(pos)), best_q]  # [P, D]
+    neg_sim = u_best @ model.item_vectors(negatives).T  # [P, N]
+    user_pos = (negatives[None, :] == targets.flatten(1)[b_idx][:, :, None]).any(1)  # [P, N]
+    logits = torch.cat([pos_sim.gather(1, best_q[:, None]), neg_sim], dim=1) / model.temperature()
+    logits[:, 1:] = logits[:, 1:].masked_fill(user_pos, float("-inf"))  # after scaling: finite tau grads
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
 
 
 def _to_device(inputs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -128,7 +149,8 @@ def train(
             seqs = [dataset.histories[u].context(p, selector, config.input_scenarios) for u, p in batch]
             inputs = _to_device(build_inputs(seqs, dataset.index, cfg, cached_text_fn), device)
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
-            loss = info_nce(model, model(**inputs), torch.from_numpy(targets).to(device), negatives)
+            loss = info_nce(model, model(**inputs), torch.from_numpy(targets).to(device), negatives,
+                            in_batch=config.in_batch_negatives)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

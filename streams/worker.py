@@ -9,7 +9,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 
-import msgpack
 import redis
 from confluent_kafka import Message
 
@@ -25,6 +24,7 @@ from streams.consumer import EventConsumer
 from streams.dlq import DeadLetterQueue
 from streams.errors import PoisonMessageError
 from streams.events import EventLimits, decode_event
+from streams.notifications import Notification, encode_notification
 from streams.metrics import WorkerMetrics
 from streams.producer import KafkaProducer
 from streams.recompute import EncoderProtocol, Recomputer, check_vocabulary
@@ -222,13 +222,10 @@ class Worker:
         return written_at_ms
 
     def _notify(self, update: UserUpdate) -> None:
-        payload = {
-            "user_id": update.user_id, "version": update.version,
-            "watermark_ms": update.watermark_ms, "computed_at_ms": update.computed_at_ms,
-            "model_version": update.model_version,
-        }
+        note = Notification(update.user_id, update.version, update.watermark_ms,
+                            update.computed_at_ms, update.model_version)
         self.parts.producer.produce(self.parts.topics.updates, key=update.user_id.encode(),
-                                    value=msgpack.packb(payload, use_bin_type=True))
+                                    value=encode_notification(note))
 
     def _observe_latency(self, contributors: dict[str, list[Message]], written_at_ms: dict[str, int]) -> None:
         for user_id, at_ms in written_at_ms.items():
