@@ -95,8 +95,13 @@ def amazon_training_dataset(root: Path, content_dim: int, seed: int = 0) -> tupl
 
 
 def run_amazon(cfg: BenchmarkConfig, selector: SelectorProtocol, no_quota_selector: SelectorProtocol,
-               work_dir: Path | None = None) -> Results:
-    """Train on val users' and test users' events before their targets; evaluate on test users."""
+               work_dir: Path | None = None,
+               tight_selectors: tuple[SelectorProtocol, SelectorProtocol] | None = None) -> Results:
+    """Train on val users' and test users' events before their targets; evaluate on test users.
+
+    ``tight_selectors`` (quotas, no quotas) with a small slot budget add the ablation pair in
+    which the budget binds (Amazon users have at most 15 events, so the default one never does).
+    """
     dataset, split = amazon_training_dataset(cfg.root, cfg.train.model.content_dim or cfg.content_dim, cfg.seed)
     train_h = dataset.histories
     test_cases = amazon_cases(split, dataset, "test", cfg.max_test_users)
@@ -122,6 +127,11 @@ def run_amazon(cfg: BenchmarkConfig, selector: SelectorProtocol, no_quota_select
                 ("ablation: Q=1", selector, replace(tc, model=tc.model.with_(n_queries=1)), None, (0, 1)),
                 ("ablation: no time-gap tokens", selector, replace(tc, model=tc.model.with_(use_time_gap=False)), None, (0, 1)),
             ]
+            if tight_selectors is not None:
+                variants += [
+                    ("ablation: 8-slot budget, 2-D quotas", tight_selectors[0], tc, None, (0, 1)),
+                    ("ablation: 8-slot budget, recent window", tight_selectors[1], tc, None, (0, 1)),
+                ]
         for k, (name, sel, tcfg, inputs, domains) in enumerate(variants):
             scorer = _train_variant(cfg, dataset, val_cases, sel, tcfg, inputs, domains, work / f"variant{k}")
             cases = [test_cases[d] for d in domains]

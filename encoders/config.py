@@ -80,7 +80,8 @@ class TrainConfig:
     targets_per_scenario: int = 3  # next events of each scenario used as positives
     target_window_ms: int = 7 * 24 * 3600 * 1000
     n_negatives: int = 1024  # sampled (uniform over the vocabulary) besides in-batch ones
-    in_batch_negatives: bool = True  # False: uniform negatives only (keeps popularity in scores)
+    in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
+    patience: int | None = None  # with an eval_fn: stop after this many epochs without a new best
     init_tau: float = 0.1
     scenario_mask: tuple[bool, ...] | None = None  # train on these target scenarios only
     input_scenarios: tuple[int, ...] | None = None  # keep only these scenarios in the input

@@ -128,7 +128,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rows = [dataset.item_rows(h) for h in dataset.histories]
     cached_text_fn = _cached(text_fn) if text_fn is not None else None
-    best, best_state, history = -np.inf, None, []
+    best, best_epoch, best_state, history = -np.inf, 0, None, []
     total_steps = config.epochs * max(1, -(-len(make_samples(dataset, config, np.random.default_rng(0))) // config.batch_size))
     warmup = max(1, total_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -164,8 +164,11 @@ def train(
         history.append({"epoch": epoch, "loss": float(np.mean(losses or [0.0])), "score": float(score)})
         logger.info("epoch=%d loss=%.4f score=%.4f tau=%.3f seconds=%.1f", epoch, history[-1]["loss"], score, model.temperature().item(), time.perf_counter() - t0)
         if eval_fn is None or score > best:
-            best = score
+            best, best_epoch = score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        elif config.patience is not None and epoch - best_epoch >= config.patience:
+            logger.info("early stop epoch=%d best_epoch=%d", epoch, best_epoch)
+            break
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / CHECKPOINT_NAME
     torch.save(

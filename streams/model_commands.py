@@ -18,6 +18,8 @@ __all__ = ["DEFAULT_AMAZON_ROOT", "register"]
 logger = logging.getLogger(__name__)
 DEFAULT_AMAZON_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-food-kitchen"
 EXIT_OK, EXIT_ERROR = 0, 1
+#: The tight-budget ablation: 4 feed (Food) + 4 search (Kitchen) slots vs one recent window of 8.
+TIGHT_SLOTS = {"feed": 4, "search": 4, "ads": 0}
 
 
 def _selector(args: argparse.Namespace) -> Any:
@@ -31,9 +33,9 @@ def _train_config(args: argparse.Namespace, amazon: bool) -> Any:
         model = ModelConfig(d_model=32, dim=32, n_layers=1, n_heads=2, use_text=args.use_text)
         cfg = TrainConfig(model=model, epochs=2, batch_size=128, n_negatives=256, cuts_per_user=2)
     elif amazon:  # day-level timestamps, <= 15 events a user: next event per domain, any distance
-        model = ModelConfig(max_len=32, id_embedding=False, content_dim=128, dropout=0.1)
-        cfg = TrainConfig(model=model, epochs=3, cuts_per_user=2, targets_per_scenario=1,
-                          target_window_ms=10**13)
+        model = ModelConfig(max_len=32, id_embedding=True, content_dim=128, dropout=0.1)
+        cfg = TrainConfig(model=model, epochs=10, patience=2, cuts_per_user=8, n_negatives=4096,
+                          targets_per_scenario=1, target_window_ms=10**13)
     else:
         cfg = TrainConfig(model=ModelConfig(use_text=args.use_text))
     overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed, "threads": args.threads}.items() if v is not None}
@@ -94,7 +96,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     cfg = BenchmarkConfig(root=args.root, train=_train_config(args, amazon=True), ablations=not args.no_ablations,
                           max_test_users=args.max_test_users, seed=args.seed or 0)
-    results = run_amazon(cfg, _selector(args), RecentWindowPolicy(args.recent_n))
+    tight = (MixingPolicy(MixingConfig(scenario_slots=TIGHT_SLOTS)), RecentWindowPolicy(sum(TIGHT_SLOTS.values())))
+    results = run_amazon(cfg, _selector(args), RecentWindowPolicy(args.recent_n), tight_selectors=tight)
     for key in ("sampled", "full", "few-events sampled"):
         view = {m: {k: v for k, v in r.items() if k.endswith(" " + key) and (key != "sampled" or "few" not in k)} for m, r in results.items()}
         print(f"\n### {key}\n")

@@ -192,8 +192,9 @@ class Worker:
             elif outcome is ApplyResult.DUPLICATE:
                 result.duplicates += 1
             else:
-                detail = (f"ts_ms={behavior.ts_ms} is older than watermark_ms={seq.watermark_ms} "
-                          f"minus allowed_lateness_ms={seq.config.allowed_lateness_ms}")
+                detail = (f"ts_ms={behavior.ts_ms} is more than allowed_lateness_ms="
+                          f"{seq.config.allowed_lateness_ms} older than the user's newest "
+                          f"{behavior.scenario} event")
                 self._dead_letter(msg, PoisonMessageError("too_late", detail, stage="apply"), result)
         result.users_changed = len(changed)
         return changed, contributors

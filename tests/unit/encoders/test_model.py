@@ -46,3 +46,24 @@ def test_a_few_training_steps_decrease_the_loss(tiny_dataset: EventDataset, tiny
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.9
+
+
+def test_uniform_negative_loss_masks_the_users_positives_and_keeps_gradients_finite(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object
+) -> None:
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=tiny_config.with_(n_items=tiny_dataset.n_items), n_negatives=64)
+    model = InterestModel(cfg.model)
+    batch = make_samples(tiny_dataset, cfg, np.random.default_rng(0))[:16]
+    rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
+    targets = torch.from_numpy(_targets(tiny_dataset, rows, batch, cfg))
+    inputs = build_inputs([tiny_dataset.histories[u].context(p, selector) for u, p in batch],
+                          tiny_dataset.index, cfg.model)
+    interests = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    # Every positive is also drawn as a "negative": it must be masked, not counted against itself.
+    negatives = torch.cat([targets[targets > 0], torch.arange(2, 10)])
+    loss = info_nce(model, interests, targets, negatives, in_batch=False)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(model.log_tau.grad)
