@@ -30,8 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,30 +191,6 @@ def wait_messages(progress: Progress, target: int, timeout_s: float, errors: lis
             bar.refresh()
 
 
-@contextmanager
-def running(worker) -> Iterator[list[BaseException]]:  # noqa: ANN001
-    """Run ``worker`` in a thread; stop and join it on exit."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # noqa: BLE001 - handed to the benchmark thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="worker", daemon=True)
-    thread.start()
-    try:
-        yield errors
-    finally:
-        worker.stop()
-        thread.join(30)
-    if thread.is_alive():
-        raise RuntimeError("worker did not stop")
-    if errors:
-        raise errors[0]
-
-
 def produce_paced(producer, topics, events: list[ScenarioEvent], rate: float) -> None:  # noqa: ANN001
     """Produce ``events`` at ``rate`` per second (each message's CreateTime is its send time)."""
     from streams.events import encode_event
@@ -254,6 +229,7 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
     from state.keys import RedisKeys
     from state.reader import EmbeddingReader
     from streams.app import build_worker
+    from streams.background import running
     from streams.produce import produce_events
     from streams.producer import KafkaProducer
     from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,6 +17,7 @@ from state.keys import RedisKeys
 from state.reader import EmbeddingReader
 from state.records import SCENARIOS
 from streams.app import build_worker
+from streams.background import running
 from streams.embedded import start_broker, start_redis
 from streams.errors import StreamsError
 from streams.events import encode_event
@@ -83,11 +83,11 @@ def _dead_letters(worker: Worker) -> int:
                    for sample in metric.samples if sample.name.endswith("_total")))
 
 
-def _wait_consumed(worker: Worker, expected: int, thread: threading.Thread, limit_s: float) -> None:
+def _wait_consumed(worker: Worker, expected: int, errors: list[BaseException], limit_s: float) -> None:
     deadline = time.monotonic() + limit_s
     while sum(_consumed(worker).values()) < expected:
-        if not thread.is_alive():
-            raise StreamsError("the worker stopped before consuming every event (see its log)")
+        if errors:
+            raise StreamsError("the worker stopped before consuming every event") from errors[0]
         if time.monotonic() > deadline:
             raise StreamsError(f"worker consumed {sum(_consumed(worker).values())}/{expected} "
                                f"events within {limit_s:.0f}s")
@@ -156,8 +156,7 @@ def run_demo(n_users: int = 200, seed: int = 7, rate_per_s: int = 2000, limit_s:
         _say(f"topics created: {', '.join(topics.all)} (3 partitions each)")
         worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact_dir),
                               WorkerSettings())
-        thread = threading.Thread(target=worker.run, name="unistate-worker", daemon=True)
-        thread.start()
+        errors = stack.enter_context(running(worker))
         events = _synthetic(n_users, seed)
         user_ids = sorted({event["user_id"] for _, event in events})
         bad = _malformed(topics, user_ids[0])
@@ -167,11 +166,10 @@ def run_demo(n_users: int = 200, seed: int = 7, rate_per_s: int = 2000, limit_s:
         for topic, key, value in bad:
             producer.produce(topic, value=value, key=key)
         producer.flush()
-        _wait_consumed(worker, len(bad), thread, limit_s)  # the worker has joined its group
+        _wait_consumed(worker, len(bad), errors, limit_s)  # the worker has joined its group
         _produce_paced(producer, topics, events, rate_per_s)
-        _wait_consumed(worker, len(events) + len(bad), thread, limit_s)
+        _wait_consumed(worker, len(events) + len(bad), errors, limit_s)
         worker.stop()
-        thread.join(timeout=30)
         _report(worker, events)
         client = stack.enter_context(redis.Redis.from_url(redis_server.url))
         keys = RedisKeys(redis_settings.key_prefix)
