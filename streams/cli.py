@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
 import sys
@@ -15,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import ValidationError
 
 from state.errors import StateError
+from streams import demo, model_commands
 from streams.errors import ConfigurationError, StreamsError
 from streams.logs import configure_logging
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, StateSettings, WorkerSettings
@@ -26,9 +26,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Modules contributing subcommands through ``register(subparsers)``; optional during development.
-_EXTENSIONS = ("streams.model_commands", "streams.demo")
-
-
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("connection (override UNISTATE_* environment settings)")
@@ -177,22 +174,15 @@ def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command tree (extension modules add theirs when present)."""
+    """The whole command tree (the model commands and the demo live in their own modules)."""
     parser = argparse.ArgumentParser(prog="unistate", description="Streaming real-time user state: "
                                      "Kafka events → per-user sequences → interest embeddings → Redis.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_options()
     for add in (_add_worker, _add_topics, _add_produce, _add_inspect):
         add(sub, common)
-    for name in _EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            logger.debug("optional command module absent module=%s", name)
-            continue
-        module.register(sub)
+    model_commands.register(sub)
+    demo.register(sub)
     return parser
 
 
