@@ -126,6 +126,8 @@ def _show_users(client: redis.Redis, keys: RedisKeys, user_ids: list[str], now_m
 
 def _check(client: redis.Redis, keys: RedisKeys, user_ids: list[str]) -> bool:
     reader = EmbeddingReader(client, keys)
+    updated = int((reader.get(user_ids, SCENARIOS[0]).version > 0).sum())
+    _say(f"users updated (a version in Redis): {updated} of {len(user_ids)} users with events")
     missing = {s: int((~reader.get(user_ids, s).found).sum()) for s in SCENARIOS}
     ok = not any(missing.values())
     verdict = "PASSED" if ok else "FAILED"
@@ -185,7 +187,8 @@ def _report(worker: Worker, events: list[tuple[str, dict[str, Any]]]) -> None:
     quantiles = worker.metrics.latency_quantiles_ms((0.5, 0.99))
     _say(f"events produced per scenario: {produced}")
     _say(f"events consumed per scenario (incl. malformed): {consumed}")
-    _say(f"dead-lettered: {_dead_letters(worker)}; user embedding writes: {updated}")
+    _say(f"dead-lettered: {_dead_letters(worker)}; embedding writes: {updated} "
+         f"(one per user per micro-batch that changed it)")
     if quantiles:
         _say(f"event→Redis latency: p50={quantiles[0]:.0f} ms p99={quantiles[1]:.0f} ms")
 
