@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,10 +107,13 @@ def train(
     out_dir: Path,
     text_fn: TextFn | None = None,
     eval_fn: EvalFn | None = None,
+    selector_config: dict[str, Any] | None = None,
 ) -> Path:
     """Train the interest model and save ``out_dir/model.pt``; returns the checkpoint path.
 
     ``eval_fn`` (higher is better) selects the best epoch; without it the last epoch is kept.
+    ``selector_config`` (JSON-able) describes the selector; it travels into the checkpoint and
+    the export manifest so serving can refuse a different one.
     """
     cfg = config.model.with_(n_items=dataset.n_items)
     if dataset.content is not None and cfg.content_dim != dataset.content.shape[1]:
@@ -173,7 +177,7 @@ def train(
     path = out_dir / CHECKPOINT_NAME
     torch.save(
         {"model_config": cfg.to_dict(), "train_config": config.to_dict(), "state_dict": best_state,
-         "items": dataset.items, "history": history},
+         "items": dataset.items, "history": history, "selector_config": selector_config},
         path,
     )
     logger.info("saved checkpoint=%s best_score=%.4f", path, best)

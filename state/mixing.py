@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,6 +66,10 @@ class MixingPolicy:
         self.config = config or MixingConfig()
         self._bounds_ms = np.asarray(self.config.bucket_bounds_ms, dtype=np.int64)
         self._quotas = {s: self.config.bucket_quotas(self.config.slots(s)) for s in SCENARIOS}
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description; a model records the policy it was trained with."""
+        return {"policy": "mixing", **self.config.model_dump(mode="json")}
 
     @property
     def max_len(self) -> int:
@@ -138,6 +144,10 @@ class RecentWindowPolicy:
     def max_len(self) -> int:
         """The most events ``select`` ever returns."""
         return self.n
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description; a model records the policy it was trained with."""
+        return {"policy": "recent_window", "n": self.n}
 
     def select(self, scenario_idx: np.ndarray, ts_ms: np.ndarray, now_ms: int) -> np.ndarray:
         """Indices of the ``n`` most recent events, chronological; ``now_ms`` is unused."""

@@ -16,7 +16,7 @@ from streams.errors import ConfigurationError, RedisUnavailableError
 from streams.events import EventLimits
 from streams.metrics import MetricsServer, WorkerMetrics
 from streams.producer import KafkaProducer
-from streams.recompute import EncoderProtocol
+from streams.recompute import EncoderProtocol, check_selector
 from streams.retry import RetryPolicy
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
 from streams.topics import TopicNames
@@ -77,12 +77,15 @@ def build_worker(
     metrics = WorkerMetrics()
     if fault_after_publish is None and worker.fail_after_publish:
         fault_after_publish = _crash_after_publish
+    selector = MixingPolicy(mixing_config)
+    encoder = encoder if encoder is not None else load_encoder(model)
+    check_selector(encoder, selector)
     parts = WorkerParts(
         consumer=EventConsumer(kafka.consumer_config(), topics.inputs),
         producer=KafkaProducer(kafka.producer_config(), kafka.flush_timeout_s),
         redis_client=redis_client(redis_settings),
-        encoder=encoder if encoder is not None else load_encoder(model),
-        selector=MixingPolicy(mixing_config),
+        encoder=encoder,
+        selector=selector,
         topics=topics,
         keys=RedisKeys(redis_settings.key_prefix),
         ttl_s=redis_settings.ttl_s,

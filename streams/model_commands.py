@@ -62,7 +62,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from encoders.benchmark import amazon_training_dataset
 
         dataset, _ = amazon_training_dataset(args.root, cfg.model.content_dim, cfg.seed)
-    path = train(cfg, dataset, _selector(args), args.out, text_fn=text_fn)
+    selector = _selector(args)
+    path = train(cfg, dataset, selector, args.out, text_fn=text_fn, selector_config=selector.describe())
     print(f"checkpoint: {path}")
     return EXIT_OK
 

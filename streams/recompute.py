@@ -10,13 +10,13 @@ from typing import Protocol
 import numpy as np
 
 from encoders.features import SequenceInput
-from state.mixing import SelectorProtocol
+from state.mixing import MixingPolicy, SelectorProtocol
 from state.publisher import UserUpdate
 from state.records import ACTIONS, SCENARIOS
 from state.sequence import UserSequence
 from streams.errors import ConfigurationError
 
-__all__ = ["EncoderProtocol", "Recomputer", "check_vocabulary", "sequence_input"]
+__all__ = ["EncoderProtocol", "Recomputer", "check_selector", "check_vocabulary", "sequence_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,24 @@ def check_vocabulary(encoder: EncoderProtocol) -> None:
             "model vocabulary differs from state.records: "
             f"model scenarios={list(encoder.scenarios)} actions={list(encoder.actions)}; "
             f"expected scenarios={list(SCENARIOS)} actions={list(ACTIONS)}"
+        )
+
+
+def check_selector(encoder: EncoderProtocol, policy: MixingPolicy) -> None:
+    """Raise ``ConfigurationError`` when the model was trained with another mixing policy.
+
+    Artifacts that recorded no policy (older exports) are served with a warning.
+    """
+    manifest = getattr(encoder, "manifest", None)
+    trained = getattr(manifest, "extra", {}).get("selector_config") if manifest is not None else None
+    serving = policy.describe()
+    if trained is None:
+        logger.warning("model records no mixing policy: cannot check it matches the worker's")
+        return
+    if trained != serving:
+        raise ConfigurationError(
+            f"the model was trained with mixing policy {trained} but the worker is configured "
+            f"with {serving}; set UNISTATE_STATE_* to the trained policy or retrain"
         )
 
 

@@ -75,3 +75,24 @@ def test_vocabulary_mismatch_is_fatal() -> None:
         check_vocabulary(ShapeEncoder(actions=ACTIONS[:-1]))
     with pytest.raises(ConfigurationError):
         check_vocabulary(ShapeEncoder(scenarios=("feed", "ads", "search")))
+
+
+class _Artifact:
+    """What check_selector reads of a loaded encoder: its manifest's extra section."""
+
+    def __init__(self, selector_config: dict | None) -> None:
+        self.manifest = type("M", (), {"extra": {"selector_config": selector_config}})()
+
+
+def test_a_model_trained_with_another_mixing_policy_is_refused() -> None:
+    from state.config import MixingConfig
+    from state.mixing import MixingPolicy
+    from streams.errors import ConfigurationError
+    from streams.recompute import check_selector
+
+    trained = MixingPolicy(MixingConfig()).describe()
+    check_selector(_Artifact(trained), MixingPolicy(MixingConfig()))  # same policy: fine
+    check_selector(_Artifact(None), MixingPolicy(MixingConfig()))  # nothing recorded: warning only
+    tight = MixingPolicy(MixingConfig(scenario_slots={"feed": 8, "search": 4, "ads": 4}))
+    with pytest.raises(ConfigurationError, match="trained with mixing policy"):
+        check_selector(_Artifact(trained), tight)
