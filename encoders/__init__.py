@@ -1,0 +1,1 @@
+"""The model: torch definition and training, ONNX export, ONNX Runtime serving, evaluation."""

@@ -1,0 +1,1 @@
+"""The application: Kafka I/O, the worker loop, the CLI; composes ``state`` and ``encoders``."""
