@@ -35,15 +35,25 @@ class BenchmarkConfig:
     content_dim: int = 64
     selection_users: int = 2000  # val users whose last events pick the best epoch
     max_test_users: int | None = None
+    test_sample_seed: int | None = None  # with max_test_users: a random sample, not the first ones
     few_events: int = 2  # slice: at most this many earlier events in the target domain
     ablations: bool = True
     seed: int = 0
 
 
-def amazon_cases(split: AmazonSplit, dataset: EventDataset, which: str, limit: int | None = None) -> list[EvalCases]:
-    """One :class:`EvalCases` per domain: each user's last event there, in the given user set."""
+def amazon_cases(split: AmazonSplit, dataset: EventDataset, which: str, limit: int | None = None,
+                 sample_seed: int | None = None) -> list[EvalCases]:
+    """One :class:`EvalCases` per domain: each user's last event there, in the given user set.
+
+    ``limit`` keeps the first users of the file (which are more active than average), or, with
+    ``sample_seed``, a uniform random sample of that many users.
+    """
     users, targets = (split.test, split.test_targets) if which == "test" else (split.val, split.val_targets)
-    users, targets = users[:limit], targets[:limit]
+    if limit is not None and sample_seed is not None and limit < len(users):
+        pick = np.sort(np.random.default_rng(sample_seed).choice(len(users), limit, replace=False))
+        users, targets = [users[i] for i in pick], targets[pick]
+    else:
+        users, targets = users[:limit], targets[:limit]
     out = []
     for d, items in enumerate(split.domain_items):
         rows = np.array([dataset.index[h.item_ids[int(t)]] for h, t in zip(users, targets[:, d], strict=True)])
@@ -104,7 +114,7 @@ def run_amazon(cfg: BenchmarkConfig, selector: SelectorProtocol, no_quota_select
     """
     dataset, split = amazon_training_dataset(cfg.root, cfg.train.model.content_dim or cfg.content_dim, cfg.seed)
     train_h = dataset.histories
-    test_cases = amazon_cases(split, dataset, "test", cfg.max_test_users)
+    test_cases = amazon_cases(split, dataset, "test", cfg.max_test_users, cfg.test_sample_seed)
     val_cases = amazon_cases(split, dataset, "val", cfg.selection_users)
     logger.info("train_users=%d train_events=%d test_users=%d", len(train_h), sum(map(len, train_h)), len(test_cases[0].histories))
     results: Results = {}

@@ -96,7 +96,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from encoders.evaluate import format_table
 
     cfg = BenchmarkConfig(root=args.root, train=_train_config(args, amazon=True), ablations=not args.no_ablations,
-                          max_test_users=args.max_test_users, seed=args.seed or 0)
+                          max_test_users=args.max_test_users, test_sample_seed=args.sample_seed,
+                          seed=args.seed or 0)
     tight = (MixingPolicy(MixingConfig(scenario_slots=TIGHT_SLOTS)), RecentWindowPolicy(sum(TIGHT_SLOTS.values())))
     results = run_amazon(cfg, _selector(args), RecentWindowPolicy(args.recent_n), tight_selectors=tight)
     for key in ("sampled", "full", "few-events sampled"):
@@ -146,7 +147,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_guarded(_cmd_export))
     p = subparsers.add_parser("evaluate", help="amazon-food-kitchen benchmark: model vs baselines")
     p.add_argument("--no-ablations", action="store_true", help="skip the Q=1 / no-gap / no-quota runs")
-    p.add_argument("--max-test-users", type=int, help="evaluate on the first N test users only")
+    p.add_argument("--max-test-users", type=int, help="evaluate on N test users only (the first N: "
+                   "more active than average; see --sample-seed)")
+    p.add_argument("--sample-seed", type=int, help="with --max-test-users: a random sample of N users")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_evaluate))

@@ -41,3 +41,13 @@ def test_knn_beats_popularity_under_the_sampled_protocol(amazon) -> None:
         p = metrics_from_ranks(evaluate_scorer(pop, c)["sampled"])
         assert k["NDCG@10"] > p["NDCG@10"] > 0.01
         assert np.isfinite(list(k.values())).all()
+
+
+def test_a_seeded_sample_of_test_users_is_random_and_reproducible(amazon) -> None:
+    dataset, split = amazon
+    first = amazon_cases(split, dataset, "test", limit=300)
+    sample = amazon_cases(split, dataset, "test", limit=300, sample_seed=42)
+    again = amazon_cases(split, dataset, "test", limit=300, sample_seed=42)
+    ids = [h.user_id for h in sample[0].histories]
+    assert ids == [h.user_id for h in again[0].histories] and len(set(ids)) == 300
+    assert ids != [h.user_id for h in first[0].histories]
