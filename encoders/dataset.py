@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from encoders.errors import DataError
-from encoders.features import PAD_ITEM, UNKNOWN_ITEM, SelectorProtocol, SequenceInput
+from encoders.features import (
+    FIRST_ITEM_ROW,
+    PAD_ITEM,
+    UNKNOWN_ITEM,
+    SelectorProtocol,
+    SequenceInput,
+    vocabulary_index,
+)
 
 __all__ = ["EventDataset", "UserHistory"]
 
@@ -86,7 +93,7 @@ class EventDataset:
     index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.index = {item: row + 2 for row, item in enumerate(self.items)}
+        self.index = vocabulary_index(self.items)
         if len(self.index) != len(self.items):
             raise DataError("duplicate item ids in the vocabulary")
         if self.content is not None and self.content.shape[0] != self.n_items:
@@ -94,7 +101,7 @@ class EventDataset:
 
     @property
     def n_items(self) -> int:
-        return len(self.items) + 2
+        return len(self.items) + FIRST_ITEM_ROW
 
     @classmethod
     def build(

@@ -14,6 +14,8 @@ from encoders.errors import DataError
 __all__ = [
     "PAD_ITEM",
     "UNKNOWN_ITEM",
+    "FIRST_ITEM_ROW",
+    "vocabulary_index",
     "SelectorProtocol",
     "SequenceInput",
     "build_inputs",
@@ -24,6 +26,12 @@ __all__ = [
 
 PAD_ITEM = 0  # item row for "no item" (padding, or a search without a click)
 UNKNOWN_ITEM = 1  # item row for ids outside the vocabulary (learned fallback)
+FIRST_ITEM_ROW = 2  # vocabulary item k has row FIRST_ITEM_ROW + k
+
+
+def vocabulary_index(items: Sequence[str]) -> dict[str, int]:
+    """Item id -> model row: the vocabulary's items follow the padding and unknown rows."""
+    return {item: row + FIRST_ITEM_ROW for row, item in enumerate(items)}
 _MS_PER_MIN = 60_000
 _MS_PER_HOUR = 3_600_000
 _MS_PER_DAY = 86_400_000

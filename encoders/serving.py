@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from encoders.errors import ArtifactError, ManifestMismatchError
-from encoders.features import SequenceInput, build_inputs
+from encoders.features import FIRST_ITEM_ROW, SequenceInput, build_inputs, vocabulary_index
 from encoders.manifest import Manifest
 
 __all__ = ["InterestEncoder", "default_providers"]
@@ -34,7 +34,7 @@ class InterestEncoder:
     def __init__(self, manifest: Manifest, session: ort.InferenceSession, items: list[str], text_encoder: Any) -> None:
         self.manifest = manifest
         self._session = session
-        self._index = {item: row + 2 for row, item in enumerate(items)}
+        self._index = vocabulary_index(items)
         self._text = text_encoder
 
     @classmethod
@@ -51,7 +51,7 @@ class InterestEncoder:
         except (OSError, ValueError, ort.capi.onnxruntime_pybind11_state.Fail) as exc:
             raise ArtifactError(f"cannot load artifact {artifact_dir}: {exc}") from exc
         _check_graph(manifest, session)
-        if len(items) + 2 != manifest.config.n_items:
+        if len(items) + FIRST_ITEM_ROW != manifest.config.n_items:
             raise ManifestMismatchError(f"items.json has {len(items)} ids, config n_items={manifest.config.n_items}")
         text_encoder = None
         if manifest.config.use_text:
