@@ -14,15 +14,22 @@ from encoders.baselines import CooccurrenceKnn, MeanPool, Popularity
 from encoders.config import TrainConfig
 from encoders.data.amazon import AmazonSplit, load_amazon
 from encoders.dataset import EventDataset
-from encoders.evaluate import EvalCases, ModelScorer, ScorerProtocol, evaluate_scorer, metrics_from_ranks
+from encoders.evaluate import (
+    EvalCases,
+    ModelScorer,
+    ScorerProtocol,
+    evaluate_scorer,
+    metrics_from_ranks,
+)
 from encoders.features import SelectorProtocol
 from encoders.items import cooccurrence_table
 from encoders.train import load_checkpoint, train
 
-__all__ = ["BenchmarkConfig", "amazon_cases", "amazon_training_dataset", "run_amazon"]
+__all__ = ["BenchmarkConfig", "amazon_cases", "amazon_training_dataset", "run_amazon", "tuned_knn"]
 
 logger = logging.getLogger(__name__)
 DOMAINS = ("Food", "Kitchen")
+KNN_DECAYS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # recency weights tried for kNN on the validation users
 Results = dict[str, dict[str, dict[str, float]]]
 
 
@@ -33,7 +40,7 @@ class BenchmarkConfig:
     root: Path
     train: TrainConfig
     content_dim: int = 64
-    selection_users: int = 2000  # val users whose last events pick the best epoch
+    selection_users: int = 2000  # random val users whose last events pick the best epoch (others: training)
     max_test_users: int | None = None
     test_sample_seed: int | None = None  # with max_test_users: a random sample, not the first ones
     few_events: int = 2  # slice: at most this many earlier events in the target domain
@@ -86,6 +93,18 @@ def _selection_fn(dataset: EventDataset, val_cases: list[EvalCases], selector: S
     return fn
 
 
+def tuned_knn(train_h: list, dataset: EventDataset, val_cases: list[EvalCases], seed: int) -> CooccurrenceKnn:
+    """Co-occurrence kNN with the recency decay that scores best (mean NDCG@10) on validation users."""
+    def val_score(decay: float) -> float:
+        knn = CooccurrenceKnn(train_h, dataset, decay=decay)
+        return float(np.mean([metrics_from_ranks(evaluate_scorer(knn, c, seed=seed)["sampled"])["NDCG@10"] for c in val_cases]))
+
+    scores = {d: val_score(d) for d in KNN_DECAYS}
+    best = max(scores, key=scores.__getitem__)
+    logger.info("knn decay=%s chosen on validation (NDCG@10 %s)", best, {d: round(v, 4) for d, v in scores.items()})
+    return CooccurrenceKnn(train_h, dataset, decay=best)
+
+
 def _train_variant(cfg: BenchmarkConfig, dataset: EventDataset, val_cases: list[EvalCases], selector: SelectorProtocol | None,
                    train_cfg: TrainConfig, input_scenarios: tuple[int, ...] | None, domains: tuple[int, ...], work: Path) -> ModelScorer:
     eval_fn = _selection_fn(dataset, val_cases, selector, input_scenarios, domains, cfg.seed + 1)
@@ -94,10 +113,11 @@ def _train_variant(cfg: BenchmarkConfig, dataset: EventDataset, val_cases: list[
     return ModelScorer(model, dataset, selector, input_scenarios)
 
 
-def amazon_training_dataset(root: Path, content_dim: int, seed: int = 0) -> tuple[EventDataset, AmazonSplit]:
-    """Training events (everyone's prefix before their targets), the whole catalogue as
-    vocabulary, and a co-occurrence content table computed from those training events only."""
-    split = load_amazon(root)
+def amazon_training_dataset(root: Path, content_dim: int, seed: int = 0,
+                            selection_users: int | None = 2000) -> tuple[EventDataset, AmazonSplit]:
+    """Training events (every event except the validation and test users' targets), the whole
+    catalogue as vocabulary, and a co-occurrence content table from those training events only."""
+    split = load_amazon(root, selection_users, seed)
     train_h = split.training_histories()
     items = split.domain_items[0] + split.domain_items[1]
     bare = EventDataset(histories=train_h, items=items)
@@ -112,16 +132,17 @@ def run_amazon(cfg: BenchmarkConfig, selector: SelectorProtocol, no_quota_select
     ``tight_selectors`` (quotas, no quotas) with a small slot budget add the ablation pair in
     which the budget binds (Amazon users have at most 15 events, so the default one never does).
     """
-    dataset, split = amazon_training_dataset(cfg.root, cfg.train.model.content_dim or cfg.content_dim, cfg.seed)
+    dataset, split = amazon_training_dataset(cfg.root, cfg.train.model.content_dim or cfg.content_dim, cfg.seed,
+                                             cfg.selection_users)
     train_h = dataset.histories
     test_cases = amazon_cases(split, dataset, "test", cfg.max_test_users, cfg.test_sample_seed)
-    val_cases = amazon_cases(split, dataset, "val", cfg.selection_users)
+    val_cases = amazon_cases(split, dataset, "val")
     logger.info("train_users=%d train_events=%d test_users=%d", len(train_h), sum(map(len, train_h)), len(test_cases[0].histories))
     results: Results = {}
     _score("popularity", Popularity(train_h, dataset), test_cases, cfg, results)
     _score("last item (co-occurrence)", CooccurrenceKnn(train_h, dataset, last_only=True), test_cases, cfg, results)
     _score("mean-pool of recent item vectors", MeanPool(dataset.content, dataset), test_cases, cfg, results)
-    _score("co-occurrence kNN", CooccurrenceKnn(train_h, dataset), test_cases, cfg, results)
+    _score("co-occurrence kNN", tuned_knn(train_h, dataset, val_cases, cfg.seed + 1), test_cases, cfg, results)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         tc = cfg.train

@@ -79,6 +79,7 @@ class TrainConfig:
     cuts_per_user: int = 4  # context/target cut points sampled per user and epoch
     targets_per_scenario: int = 3  # next events of each scenario used as positives
     target_window_ms: int = 7 * 24 * 3600 * 1000
+    holdout_fraction: float = 0.0  # share of samples whose target is a random event, context = the rest
     n_negatives: int = 1024  # sampled (uniform over the vocabulary) besides in-batch ones
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
     patience: int | None = None  # with an eval_fn: stop after this many epochs without a new best
@@ -87,6 +88,10 @@ class TrainConfig:
     input_scenarios: tuple[int, ...] | None = None  # keep only these scenarios in the input
     threads: int = 2
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout_fraction <= 1.0:
+            raise ConfigError(f"holdout_fraction={self.holdout_fraction} is not within [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict, the model config nested."""

@@ -56,6 +56,15 @@ class UserHistory:
             self.action_idx[:end], self.ts_ms[:end],
         )
 
+    def without(self, positions: Iterable[int]) -> UserHistory:
+        """The history minus the events at ``positions`` (e.g. held-out evaluation targets)."""
+        drop = {int(p) for p in positions}
+        keep = np.array([i for i in range(len(self)) if i not in drop], np.int64)
+        return UserHistory(
+            self.user_id, [self.item_ids[i] for i in keep], [self.texts[i] for i in keep],
+            self.scenario_idx[keep], self.action_idx[keep], self.ts_ms[keep],
+        )
+
     def context(
         self, end: int, selector: SelectorProtocol | None, scenarios: Sequence[int] | None = None
     ) -> SequenceInput:

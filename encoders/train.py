@@ -17,35 +17,59 @@ from tqdm import tqdm
 from encoders.config import TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
-from encoders.features import SelectorProtocol, TextFn, build_inputs
+from encoders.features import SelectorProtocol, SequenceInput, TextFn, build_inputs
 from encoders.model import InterestModel
 
-__all__ = ["CHECKPOINT_NAME", "Sample", "info_nce", "load_checkpoint", "make_samples", "train"]
+__all__ = ["CHECKPOINT_NAME", "Sample", "info_nce", "load_checkpoint", "make_samples", "sample_context", "train"]
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "model.pt"
-Sample = tuple[int, int]  # (user position in the dataset, cut: number of context events)
+Sample = tuple[int, int, int]  # (user position, cut: number of context events, held-out event or -1)
 EvalFn = Callable[[InterestModel], float]
 
 
 def make_samples(dataset: EventDataset, cfg: TrainConfig, rng: np.random.Generator) -> list[Sample]:
-    """Random cut points per user (each leaves at least one event after the cut)."""
+    """Random cut points per user (each leaves at least one event after the cut).
+
+    With ``cfg.holdout_fraction`` a share of them become held-out samples instead: the target is
+    one random event of the history and the context is every other event, before and after it.
+    """
     samples: list[Sample] = []
     for u, h in enumerate(dataset.histories):
         if len(h) < 2:
             continue
         cuts = rng.choice(np.arange(1, len(h)), size=min(cfg.cuts_per_user, len(h) - 1), replace=False)
-        samples.extend((u, int(p)) for p in cuts)
+        for p in cuts:
+            if cfg.holdout_fraction and rng.random() < cfg.holdout_fraction:
+                samples.append((u, len(h), int(rng.integers(len(h)))))
+            else:
+                samples.append((u, int(p), -1))
     rng.shuffle(samples)
     return samples
 
 
+def sample_context(dataset: EventDataset, sample: Sample, selector: SelectorProtocol | None,
+                   scenarios: tuple[int, ...] | None) -> SequenceInput:
+    """The model input of one sample: events before the cut, minus the held-out one."""
+    u, p, held = sample
+    h = dataset.histories[u]
+    if held >= 0:
+        return h.without([held]).context(p - 1, selector, scenarios)
+    return h.context(p, selector, scenarios)
+
+
 def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample], cfg: TrainConfig) -> np.ndarray:
-    """``[B, S, K]`` vocabulary rows of each scenario's next events inside the window (0: none)."""
+    """``[B, S, K]`` vocabulary rows of each scenario's next events inside the window (0: none);
+    a held-out sample has one target, its held-out event."""
     n_scen, k = len(cfg.model.scenarios), cfg.targets_per_scenario
     out = np.zeros((len(batch), n_scen, k), np.int64)
-    for b, (u, p) in enumerate(batch):
+    for b, (u, p, held) in enumerate(batch):
         h = dataset.histories[u]
+        if held >= 0:
+            s = int(h.scenario_idx[held])
+            if (cfg.scenario_mask is None or cfg.scenario_mask[s]) and rows[u][held] > 1:
+                out[b, s, 0] = rows[u][held]
+            continue
         horizon = h.ts_ms[p - 1] + cfg.target_window_ms
         for s in range(n_scen):
             if cfg.scenario_mask is not None and not cfg.scenario_mask[s]:
@@ -150,7 +174,7 @@ def train(
             targets = _targets(dataset, rows, batch, config)
             if not targets.any():
                 continue
-            seqs = [dataset.histories[u].context(p, selector, config.input_scenarios) for u, p in batch]
+            seqs = [sample_context(dataset, sample, selector, config.input_scenarios) for sample in batch]
             inputs = _to_device(build_inputs(seqs, dataset.index, cfg, cached_text_fn), device)
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
             loss = info_nce(model, model(**inputs), torch.from_numpy(targets).to(device), negatives,

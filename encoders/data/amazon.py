@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,22 +35,25 @@ def read_users(path: Path) -> list[UserHistory]:
 
 @dataclass(frozen=True)
 class AmazonSplit:
-    """Users with their evaluation targets; training sees only prefixes before the targets."""
+    """Users with their evaluation targets (leave-last-out per domain).
+
+    ``val`` are the validation users whose targets select the best epoch; ``train_only`` are the
+    other users of ``val_new.txt``, whose whole histories are training data.
+    """
 
     val: list[UserHistory]
     test: list[UserHistory]
     val_targets: np.ndarray  # [n_val, 2] position of the last Food / Kitchen event
     test_targets: np.ndarray
     domain_items: tuple[list[str], list[str]]  # full Food and Kitchen catalogues
+    train_only: list[UserHistory] = field(default_factory=list)
 
     def training_histories(self) -> list[UserHistory]:
-        """Every user's events strictly before the earlier of their two targets."""
-        out = []
+        """``train_only`` users whole; validation and test users minus their two target events."""
+        out = list(self.train_only)
         for users, targets in ((self.val, self.val_targets), (self.test, self.test_targets)):
-            for h, t in zip(users, targets, strict=True):
-                if t.min() > 0:
-                    out.append(h.prefix(int(t.min())))
-        return out
+            out.extend(h.without(t.tolist()) for h, t in zip(users, targets, strict=True))
+        return [h for h in out if len(h)]
 
 
 def _targets(users: list[UserHistory]) -> np.ndarray:
@@ -63,8 +66,12 @@ def _targets(users: list[UserHistory]) -> np.ndarray:
     return out
 
 
-def load_amazon(root: Path) -> AmazonSplit:
-    """Read ``val_new.txt``/``test_new.txt``; users lacking either domain are dropped."""
+def load_amazon(root: Path, selection_users: int | None = None, seed: int = 0) -> AmazonSplit:
+    """Read ``val_new.txt``/``test_new.txt``; users lacking either domain are dropped.
+
+    ``selection_users``: keep a random sample of that many val users (seeded) as validation
+    users; the rest become ``train_only``. ``None`` keeps every val user for validation.
+    """
     if not (root / "test_new.txt").is_file():
         raise DataError(f"amazon-food-kitchen files not found under {root}")
     n_food = sum(1 for _ in (root / "items_a.txt").open())
@@ -76,4 +83,11 @@ def load_amazon(root: Path) -> AmazonSplit:
         keep = (targets >= 0).all(axis=1)
         parts.append(([u for u, k in zip(users, keep, strict=True) if k], targets[keep]))
     items = ([str(i) for i in range(n_food)], [str(i) for i in range(n_food, n_food + n_kitchen)])
-    return AmazonSplit(parts[0][0], parts[1][0], parts[0][1], parts[1][1], items)
+    (val, val_targets), (test, test_targets) = parts
+    train_only: list[UserHistory] = []
+    if selection_users is not None and selection_users < len(val):
+        pick = np.zeros(len(val), bool)
+        pick[np.random.default_rng(seed).choice(len(val), selection_users, replace=False)] = True
+        train_only = [h for h, p in zip(val, pick, strict=True) if not p]
+        val, val_targets = [h for h, p in zip(val, pick, strict=True) if p], val_targets[pick]
+    return AmazonSplit(val, test, val_targets, test_targets, items, train_only)

@@ -22,14 +22,21 @@ def amazon():
     return amazon_training_dataset(ROOT, content_dim=16)
 
 
-def test_targets_and_later_events_never_reach_training(amazon) -> None:
+def test_evaluation_targets_never_reach_training(amazon) -> None:
     dataset, split = amazon
     for h, t in zip(split.test[:500], split.test_targets[:500], strict=True):
         assert h.item_ids[int(t[0])] is not None and h.scenario_idx[int(t[0])] == 0
         assert h.scenario_idx[int(t[1])] == 1
-    training = {h.user_id: len(h) for h in dataset.histories}
-    for h, t in zip(split.test, split.test_targets, strict=True):
-        assert training.get(h.user_id, 0) <= int(t.min())
+    training = {h.user_id: h for h in dataset.histories}
+    assert len(split.val) == 2000 and split.train_only
+    for users, targets in ((split.test, split.test_targets), (split.val, split.val_targets)):
+        for h, t in zip(users, targets, strict=True):
+            seen = training.get(h.user_id)
+            events = list(zip(seen.item_ids, seen.ts_ms.tolist(), strict=True)) if seen else []
+            held = {int(t[0]), int(t[1])}
+            assert events == [(h.item_ids[i], int(h.ts_ms[i])) for i in range(len(h)) if i not in held]
+    for h in split.train_only:  # the remaining val users train on their whole history
+        assert len(training[h.user_id]) == len(h)
 
 
 def test_knn_beats_popularity_under_the_sampled_protocol(amazon) -> None:

@@ -7,7 +7,14 @@ import pytest
 
 from encoders.config import ModelConfig
 from encoders.errors import DataError
-from encoders.features import PAD_ITEM, UNKNOWN_ITEM, SequenceInput, build_inputs, gap_bucket, hour_of_day
+from encoders.features import (
+    PAD_ITEM,
+    UNKNOWN_ITEM,
+    SequenceInput,
+    build_inputs,
+    gap_bucket,
+    hour_of_day,
+)
 
 CFG = ModelConfig(max_len=4)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from encoders.config import ModelConfig, TrainConfig
 from encoders.dataset import EventDataset
+from encoders.errors import ConfigError
 from encoders.features import build_inputs
 from encoders.model import InterestModel
-from encoders.train import _targets, info_nce, make_samples
+from encoders.train import _targets, info_nce, make_samples, sample_context
 
 
 def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object) -> None:
@@ -35,7 +37,7 @@ def test_a_few_training_steps_decrease_the_loss(tiny_dataset: EventDataset, tiny
     batch = make_samples(tiny_dataset, cfg, rng)[:32]
     rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
     targets = torch.from_numpy(_targets(tiny_dataset, rows, batch, cfg))
-    inputs = build_inputs([tiny_dataset.histories[u].context(p, selector) for u, p in batch], tiny_dataset.index, cfg.model)
+    inputs = build_inputs([sample_context(tiny_dataset, s, selector, None) for s in batch], tiny_dataset.index, cfg.model)
     tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
     negatives = torch.from_numpy(rng.integers(2, tiny_dataset.n_items, 64))
     losses = []
@@ -57,7 +59,7 @@ def test_uniform_negative_loss_masks_the_users_positives_and_keeps_gradients_fin
     batch = make_samples(tiny_dataset, cfg, np.random.default_rng(0))[:16]
     rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
     targets = torch.from_numpy(_targets(tiny_dataset, rows, batch, cfg))
-    inputs = build_inputs([tiny_dataset.histories[u].context(p, selector) for u, p in batch],
+    inputs = build_inputs([sample_context(tiny_dataset, s, selector, None) for s in batch],
                           tiny_dataset.index, cfg.model)
     interests = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     # Every positive is also drawn as a "negative": it must be masked, not counted against itself.
@@ -67,3 +69,38 @@ def test_uniform_negative_loss_masks_the_users_positives_and_keeps_gradients_fin
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(model.log_tau.grad)
+
+
+def test_held_out_samples_target_one_event_and_hide_it_from_a_context_that_spans_both_sides(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig
+) -> None:
+    cfg = TrainConfig(model=tiny_config.with_(n_items=tiny_dataset.n_items), holdout_fraction=1.0)
+    samples = make_samples(tiny_dataset, cfg, np.random.default_rng(0))
+    assert samples and all(held >= 0 and cut == len(tiny_dataset.histories[u]) for u, cut, held in samples)
+    rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
+    targets = _targets(tiny_dataset, rows, samples[:50], cfg)
+    for (u, cut, held), t in zip(samples[:50], targets, strict=True):
+        h = tiny_dataset.histories[u]
+        assert t.sum() == rows[u][held] and t[h.scenario_idx[held], 0] == rows[u][held]
+        ctx = sample_context(tiny_dataset, (u, cut, held), None, None)
+        assert len(ctx.item_ids) == len(h) - 1
+        assert ctx.item_ids == [i for j, i in enumerate(h.item_ids) if j != held]
+
+
+def test_plain_samples_keep_the_next_events_as_targets(tiny_dataset: EventDataset, tiny_config: ModelConfig) -> None:
+    cfg = TrainConfig(model=tiny_config.with_(n_items=tiny_dataset.n_items), targets_per_scenario=1,
+                      target_window_ms=10**13)
+    samples = make_samples(tiny_dataset, cfg, np.random.default_rng(0))
+    assert all(held == -1 for _, _, held in samples)
+    rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
+    (u, cut, _), = samples[:1]
+    h = tiny_dataset.histories[u]
+    t = _targets(tiny_dataset, rows, samples[:1], cfg)[0]
+    for s in range(3):
+        later = [rows[u][j] for j in range(cut, len(h)) if h.scenario_idx[j] == s and rows[u][j] > 1]
+        assert t[s, 0] == (later[0] if later else 0)
+
+
+def test_a_holdout_fraction_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        TrainConfig(holdout_fraction=1.5)

