@@ -13,7 +13,7 @@ import numpy as np
 from encoders.baselines import CooccurrenceKnn, MeanPool, Popularity
 from encoders.config import TrainConfig
 from encoders.data.amazon import AmazonSplit, load_amazon
-from encoders.dataset import EventDataset
+from encoders.dataset import EventDataset, UserHistory
 from encoders.evaluate import (
     EvalCases,
     ModelScorer,
@@ -93,7 +93,7 @@ def _selection_fn(dataset: EventDataset, val_cases: list[EvalCases], selector: S
     return fn
 
 
-def tuned_knn(train_h: list, dataset: EventDataset, val_cases: list[EvalCases], seed: int) -> CooccurrenceKnn:
+def tuned_knn(train_h: list[UserHistory], dataset: EventDataset, val_cases: list[EvalCases], seed: int) -> CooccurrenceKnn:
     """Co-occurrence kNN with the recency decay that scores best (mean NDCG@10) on validation users."""
     def val_score(decay: float) -> float:
         knn = CooccurrenceKnn(train_h, dataset, decay=decay)
@@ -127,7 +127,7 @@ def amazon_training_dataset(root: Path, content_dim: int, seed: int = 0,
 def run_amazon(cfg: BenchmarkConfig, selector: SelectorProtocol, no_quota_selector: SelectorProtocol,
                work_dir: Path | None = None,
                tight_selectors: tuple[SelectorProtocol, SelectorProtocol] | None = None) -> Results:
-    """Train on val users' and test users' events before their targets; evaluate on test users.
+    """Train on every event but the validation and test users' targets; evaluate on test users.
 
     ``tight_selectors`` (quotas, no quotas) with a small slot budget add the ablation pair in
     which the budget binds (Amazon users have at most 15 events, so the default one never does).
