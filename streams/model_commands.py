@@ -102,26 +102,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dataset == "movielens":
         return _evaluate_movielens(args)
     from encoders.benchmark import BenchmarkConfig, run_amazon
-    from encoders.evaluate import format_table
 
     cfg = BenchmarkConfig(root=args.root, train=_train_config(args, "amazon"), ablations=not args.no_ablations,
                           max_test_users=args.max_test_users, test_sample_seed=args.sample_seed,
                           seed=args.seed or 0)
     tight = (MixingPolicy(MixingConfig(scenario_slots=TIGHT_SLOTS)), RecentWindowPolicy(sum(TIGHT_SLOTS.values())))
     results = run_amazon(cfg, _selector(args), RecentWindowPolicy(args.recent_n), tight_selectors=tight)
-    for key in ("sampled", "full", "few-events sampled"):
-        view = {m: {k: v for k, v in r.items() if k.endswith(" " + key) and (key != "sampled" or "few" not in k)} for m, r in results.items()}
-        print(f"\n### {key}\n")
-        print(format_table(view, ("NDCG@10", "HR@10", "HR@50", "HR@100", "NDCG@100", "MRR")))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return EXIT_OK
+    return _report(results, ("sampled", "full", "few-events sampled"), args.json)
 
 
 def _evaluate_movielens(args: argparse.Namespace) -> int:
     """The single-scenario sanity check: MovieLens-100K from the recbole wheel (downloaded on demand)."""
     from encoders.benchmark_movielens import MovieLensConfig, run_movielens
-    from encoders.evaluate import format_table
 
     if args.use_text:
         print("unistate: --use-text does not apply to movielens (no texts)", file=sys.stderr)
@@ -129,12 +121,20 @@ def _evaluate_movielens(args: argparse.Namespace) -> int:
     cfg = MovieLensConfig(train=_train_config(args, "movielens"), cache_dir=args.cache_dir,
                           max_test_users=args.max_test_users, seed=args.seed or 0)
     results = run_movielens(cfg, _selector(args))
-    for key in ("sampled", "full"):
-        view = {m: {k: v for k, v in r.items() if k.endswith(" " + key)} for m, r in results.items()}
+    return _report(results, ("sampled", "full"), args.json)
+
+
+def _report(results: dict, slices: tuple[str, ...], json_path: Path | None) -> int:
+    """Print one markdown table per slice (e.g. "sampled", "full") and optionally write the JSON."""
+    from encoders.evaluate import format_table
+
+    for key in slices:
+        view = {m: {k: v for k, v in r.items() if k.endswith(" " + key) and (key != "sampled" or "few" not in k)}
+                for m, r in results.items()}
         print(f"\n### {key}\n")
         print(format_table(view, ("NDCG@10", "HR@10", "HR@50", "HR@100", "NDCG@100", "MRR")))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
     return EXIT_OK
 
 
