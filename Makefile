@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= cpu,train,embedded,faust,dev
 
-.PHONY: help venv demo test test-unit test-integration lint-imports evaluate bench clean redis-server
+.PHONY: help venv demo test test-unit test-integration lint lint-imports evaluate bench clean redis-server
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -33,7 +33,7 @@ redis-server:  ## install Debian's redis-server when it is missing (needs root o
 demo: $(STAMP) redis-server  ## embedded broker + redis, train + export a model, stream events, show Redis
 	$(VENV)/bin/unistate demo
 
-test: $(STAMP) redis-server lint-imports  ## the whole suite: unit + integration (real broker and redis)
+test: $(STAMP) redis-server lint  ## ruff, import contracts, then unit + integration (real broker and redis)
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)  ## unit tests only (no servers)
@@ -41,6 +41,9 @@ test-unit: $(STAMP)  ## unit tests only (no servers)
 
 test-integration: $(STAMP) redis-server  ## integration tests only
 	$(PY) -m pytest -q tests/integration
+
+lint: lint-imports  ## ruff (pycodestyle, pyflakes, isort, bugbear) and the import contracts
+	$(VENV)/bin/ruff check .
 
 lint-imports: $(STAMP)  ## enforce the package import contracts
 	$(VENV)/bin/lint-imports

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-
 logger = logging.getLogger("bench_encoder")
 
 
@@ -53,20 +52,42 @@ class Timing:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64, 256],
-                        help="users per encode call (default: 1 16 64 256)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 16, 64, 256],
+        help="users per encode call (default: 1 16 64 256)",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per cell (default 7)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before each cell (default 2)")
-    parser.add_argument("--train-users", type=int, default=200,
-                        help="synthetic users for the short training run (default 200)")
-    parser.add_argument("--mean-events", type=int, default=100,
-                        help="mean events per synthetic user (default 100; mixed down to <=128 slots)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch intra-op threads; ONNX Runtime uses its default (one per core)")
-    parser.add_argument("--artifact-dir", type=Path, default=None,
-                        help="use this exported artifact (and its ckpt/model.pt beside it) instead of training one")
-    parser.add_argument("--providers", nargs="+", default=["CPUExecutionProvider"],
-                        help="ONNX Runtime providers (e.g. CUDAExecutionProvider CPUExecutionProvider)")
+    parser.add_argument(
+        "--train-users", type=int, default=200, help="synthetic users for the short training run (default 200)"
+    )
+    parser.add_argument(
+        "--mean-events",
+        type=int,
+        default=100,
+        help="mean events per synthetic user (default 100; mixed down to <=128 slots)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch intra-op threads; ONNX Runtime uses its default (one per core)",
+    )
+    parser.add_argument(
+        "--artifact-dir",
+        type=Path,
+        default=None,
+        help="use this exported artifact (and its ckpt/model.pt beside it) instead of training one",
+    )
+    parser.add_argument(
+        "--providers",
+        nargs="+",
+        default=["CPUExecutionProvider"],
+        help="ONNX Runtime providers (e.g. CUDAExecutionProvider CPUExecutionProvider)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
     return parser.parse_args(argv)
 
@@ -82,8 +103,9 @@ def build_artifact(root: Path, n_users: int, mean_events: int, threads: int) -> 
     from state.mixing import MixingPolicy
 
     dataset = EventDataset.build(histories_from_wire(generate_events(n_users, seed=1, mean_events=mean_events)))
-    config = TrainConfig(model=ModelConfig(), epochs=1, batch_size=128, n_negatives=256,
-                         progress=False, threads=threads)
+    config = TrainConfig(
+        model=ModelConfig(), epochs=1, batch_size=128, n_negatives=256, progress=False, threads=threads
+    )
     ckpt = train(config, dataset, MixingPolicy(), root / "ckpt")
     export(ckpt, root / "current")
     return root / "current", ckpt
@@ -143,29 +165,44 @@ def torch_runner(ckpt: Path, item_index: dict[str, int], threads: int) -> Callab
 
 
 def batching_table(encoder, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
-    rows = ["| B users | one batched call: ms/batch | users/s | B single-user calls: ms total | users/s "
-            "| speed-up (batched ÷ single) |", "|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| B users | one batched call: ms/batch | users/s | B single-user calls: ms total | users/s "
+        "| speed-up (batched ÷ single) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for b in tqdm(sizes, desc="batched vs single", unit="B"):
         batch = users[:b]
-        batched, singles = time_pair(lambda: encoder.encode(batch),
-                                     lambda: [encoder.encode([u]) for u in batch], args, inner_calls(b))
-        rows.append(f"| {b} | {batched.ms()} | {batched.users_per_s(b)} | {singles.ms()} "
-                    f"| {singles.users_per_s(b)} | **{singles.median_s / batched.median_s:.1f}×** |")
+        batched, singles = time_pair(
+            lambda batch=batch: encoder.encode(batch),
+            lambda batch=batch: [encoder.encode([u]) for u in batch],
+            args,
+            inner_calls(b),
+        )
+        rows.append(
+            f"| {b} | {batched.ms()} | {batched.users_per_s(b)} | {singles.ms()} "
+            f"| {singles.users_per_s(b)} | **{singles.median_s / batched.median_s:.1f}×** |"
+        )
     return rows
 
 
 def runtime_table(encoder, run_torch, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
     check = users[: min(8, len(users))]
     max_diff = float(np.abs(encoder.encode(check) - run_torch(check)).max())
-    rows = [f"max |ORT − torch| on {len(check)} users: {max_diff:.2e}", "",
-            "| B users | ONNX Runtime: ms/batch | users/s | torch eager: ms/batch | users/s "
-            "| speed-up (torch ÷ ORT) |", "|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        f"max |ORT − torch| on {len(check)} users: {max_diff:.2e}",
+        "",
+        "| B users | ONNX Runtime: ms/batch | users/s | torch eager: ms/batch | users/s | speed-up (torch ÷ ORT) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for b in tqdm(sizes, desc="ORT vs torch", unit="B"):
         batch = users[:b]
-        ort_t, torch_t = time_pair(lambda: encoder.encode(batch), lambda: run_torch(batch), args,
-                                   inner_calls(b))
-        rows.append(f"| {b} | {ort_t.ms()} | {ort_t.users_per_s(b)} | {torch_t.ms()} "
-                    f"| {torch_t.users_per_s(b)} | **{torch_t.median_s / ort_t.median_s:.2f}×** |")
+        ort_t, torch_t = time_pair(
+            lambda batch=batch: encoder.encode(batch), lambda batch=batch: run_torch(batch), args, inner_calls(b)
+        )
+        rows.append(
+            f"| {b} | {ort_t.ms()} | {ort_t.users_per_s(b)} | {torch_t.ms()} "
+            f"| {torch_t.users_per_s(b)} | **{torch_t.median_s / ort_t.median_s:.2f}×** |"
+        )
     return rows
 
 
@@ -187,13 +224,17 @@ def main(argv: list[str] | None = None) -> int:
         users = user_inputs(max(args.batch_sizes), args.mean_events)
         lengths = [len(u) for u in users]
         cfg = encoder.manifest.config
-        print(f"## bench_encoder\n\nmodel: d_model={cfg.d_model} n_layers={cfg.n_layers} n_heads={cfg.n_heads} "
-              f"n_queries={cfg.n_queries} dim={cfg.dim} max_len={cfg.max_len} n_items={cfg.n_items}; "
-              f"trained+exported in {build_s:.1f} s")
-        print(f"inputs: {len(users)} users, mixed length median {int(np.median(lengths))} "
-              f"(min {min(lengths)}, max {max(lengths)}); onnxruntime {ort.__version__} "
-              f"providers={encoder.providers}; python {platform.python_version()}; "
-              f"repeats={args.repeats} (median, min–max in parentheses)\n")
+        print(
+            f"## bench_encoder\n\nmodel: d_model={cfg.d_model} n_layers={cfg.n_layers} n_heads={cfg.n_heads} "
+            f"n_queries={cfg.n_queries} dim={cfg.dim} max_len={cfg.max_len} n_items={cfg.n_items}; "
+            f"trained+exported in {build_s:.1f} s"
+        )
+        print(
+            f"inputs: {len(users)} users, mixed length median {int(np.median(lengths))} "
+            f"(min {min(lengths)}, max {max(lengths)}); onnxruntime {ort.__version__} "
+            f"providers={encoder.providers}; python {platform.python_version()}; "
+            f"repeats={args.repeats} (median, min–max in parentheses)\n"
+        )
         print("### (a) ONNX Runtime: one batched call vs B single-user calls\n")
         print("\n".join(batching_table(encoder, users, args.batch_sizes, args)))
         if not args.no_torch:

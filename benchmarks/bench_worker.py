@@ -1,6 +1,6 @@
 """Worker end-to-end benchmark: real Tansu broker + real redis-server, synthetic events, the worker in-process.
 
-For each worker configuration (``max_batch_users`` : ``max_latency_ms``) the benchmark gives the
+For each worker configuration (``max_batch_users`` : ``consume_wait_ms``) the benchmark gives the
 worker its own topics, consumer group and Redis key prefix, then
 
 1. **backlog drain** — produces the first part of a synthetic event stream
@@ -37,11 +37,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-
 logger = logging.getLogger("bench_worker")
 
-#: Tansu needs short group timings, or a join takes ~23 s (as in the integration tests).
-FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 SPAN_MS = 30 * 86_400_000
 ScenarioEvent = tuple[str, dict]
 
@@ -49,7 +46,7 @@ ScenarioEvent = tuple[str, dict]
 @dataclass(frozen=True)
 class WorkerConfig:
     max_batch_users: int
-    max_latency_ms: int
+    consume_wait_ms: int
 
     @classmethod
     def parse(cls, text: str) -> WorkerConfig:
@@ -57,7 +54,7 @@ class WorkerConfig:
         return cls(int(users), int(latency))
 
     def __str__(self) -> str:
-        return f"{self.max_batch_users}:{self.max_latency_ms}"
+        return f"{self.max_batch_users}:{self.consume_wait_ms}"
 
 
 @dataclass
@@ -102,18 +99,6 @@ class RunResult:
         return float(np.percentile(values, q)) if values else float("nan")
 
 
-class RecordingHistogram:
-    """Forwards ``observe`` to the worker's Prometheus histogram and keeps every raw value."""
-
-    def __init__(self, histogram) -> None:  # noqa: ANN001 - prometheus_client.Histogram
-        self._histogram = histogram
-        self.values_s: list[float] = []
-
-    def observe(self, value_s: float) -> None:
-        self._histogram.observe(value_s)
-        self.values_s.append(value_s)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=250, help="synthetic users (default 250)")
@@ -124,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--live-rate", type=float, default=500.0, help="live events per second (default 500)")
     parser.add_argument("--configs", nargs="+", type=WorkerConfig.parse,
                         default=[WorkerConfig(1, 50), WorkerConfig(64, 50), WorkerConfig(64, 5)],
-                        help="worker configs max_batch_users:max_latency_ms (default 1:50 64:50 64:5)")
+                        help="worker configs max_batch_users:consume_wait_ms (default 1:50 64:50 64:5)")
     parser.add_argument("--baseline", type=WorkerConfig.parse, default=WorkerConfig(1, 50),
                         help="config the ratios are against (default 1:50)")
     parser.add_argument("--partitions", type=int, default=2, help="partitions per topic (default 2)")
@@ -154,26 +139,19 @@ def split_stream(args: argparse.Namespace) -> tuple[list[ScenarioEvent], list[Sc
     return events[: len(events) - live], events[len(events) - live :]
 
 
-def instrument(worker, progress: Progress) -> RecordingHistogram:  # noqa: ANN001 - streams.worker.Worker
-    """Record each batch's span and every event→Redis latency the worker observes."""
-    process = worker.process
+def batch_observer(progress: Progress):  # noqa: ANN201 - the worker's on_batch hook
+    """An ``on_batch`` hook recording each batch's span and its messages' Kafka leg."""
 
-    def timed(messages):  # noqa: ANN001, ANN202
-        started = time.perf_counter()
-        now_ms = time.time() * 1000
-        kafka_ms = [now_ms - m.timestamp()[1] for m in messages if m.timestamp()[0]]
-        result = process(messages)
+    def observe(messages, result, started: float, finished: float) -> None:  # noqa: ANN001
+        started_ms = time.time() * 1000 - (time.perf_counter() - started) * 1000
+        kafka_ms = [started_ms - m.timestamp()[1] for m in messages if m.timestamp()[0]]
         with progress.done:
             progress.kafka_ms.extend(kafka_ms)
-            progress.spans.append((started, time.perf_counter(), len(messages)))
+            progress.spans.append((started, finished, len(messages)))
             progress.messages += len(messages)
             progress.done.notify_all()
-        return result
 
-    worker.process = timed
-    recorder = RecordingHistogram(worker.metrics.event_to_redis_seconds)
-    worker.metrics.event_to_redis_seconds = recorder
-    return recorder
+    return observe
 
 
 def wait_messages(progress: Progress, target: int, timeout_s: float, errors: list[BaseException],
@@ -191,35 +169,6 @@ def wait_messages(progress: Progress, target: int, timeout_s: float, errors: lis
             bar.refresh()
 
 
-def produce_paced(producer, topics, events: list[ScenarioEvent], rate: float) -> None:  # noqa: ANN001
-    """Produce ``events`` at ``rate`` per second (each message's CreateTime is its send time)."""
-    from streams.events import encode_event
-
-    pause = threading.Event()
-    started = time.perf_counter()
-    for i, (scenario, event) in enumerate(tqdm(events, desc="  live", unit="ev", leave=False)):
-        ahead_s = started + i / rate - time.perf_counter()
-        if ahead_s > 0:
-            pause.wait(ahead_s)
-        producer.produce(topics.for_scenario(scenario), key=event["user_id"].encode(),
-                         value=encode_event(event))
-    producer.flush()
-
-
-def metric(worker, name: str) -> float:  # noqa: ANN001
-    return float(worker.metrics.registry.get_sample_value(name) or 0.0)
-
-
-def dead_letters(worker) -> dict[str, int]:  # noqa: ANN001
-    """Dead letters by reason (the worker's labelled counter)."""
-    out: dict[str, int] = {}
-    for family in worker.metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == "unistate_dead_letters_total" and sample.value:
-                out[sample.labels["reason"]] = int(sample.value)
-    return out
-
-
 def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  # noqa: ANN001
                backlog: list[ScenarioEvent], live: list[ScenarioEvent], args: argparse.Namespace) -> RunResult:
     import redis
@@ -229,15 +178,17 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
     from state.keys import RedisKeys
     from state.reader import EmbeddingReader
     from streams.app import build_worker
-    from streams.background import running
-    from streams.produce import produce_events
+    from streams.cli.produce import produce_events
+    from streams.devservers.background import running
+    from streams.devservers.pacing import produce_paced
+    from streams.devservers.servers import BROKER_CONSUMER_OPTIONS
     from streams.producer import KafkaProducer
     from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
     from streams.topics import TopicNames, create_topics
 
     broker, redis_server = servers
     unique = f"b{uuid.uuid4().hex[:8]}"
-    consumer_options = dict(FAST_GROUP)
+    consumer_options = dict(BROKER_CONSUMER_OPTIONS)
     if args.fetch_wait_max_ms is not None:
         consumer_options["fetch.wait.max.ms"] = args.fetch_wait_max_ms
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, group_id=unique, topic_prefix=f"{unique}.",
@@ -253,11 +204,11 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
 
     worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact),
                           WorkerSettings(max_batch_users=config.max_batch_users,
-                                         max_latency_ms=config.max_latency_ms,
+                                         consume_wait_ms=config.consume_wait_ms,
                                          max_batch_messages=args.max_batch_messages),
                           encoder=encoder, state_config=state_config)
     progress = Progress()
-    recorder = instrument(worker, progress)
+    worker.parts.on_batch = batch_observer(progress)
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=len(backlog), desc=f"  drain {config}", unit="ev", leave=False))
         run_started = time.perf_counter()
@@ -265,12 +216,11 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
         wait_messages(progress, len(backlog), args.drain_timeout_s, errors, bar)
         first_start, last_end = progress.spans[0][0], progress.spans[-1][1]
         batches = len(progress.spans)
-        users_recomputed = metric(worker, "unistate_users_updated_total")
-        model_calls = metric(worker, "unistate_recompute_batch_users_count")
-        recorder.values_s.clear()  # backlog messages waited in Kafka by design: not latency
+        drained = worker.metrics.snapshot()
+        worker.metrics.clear_latency_samples()  # backlog messages waited in Kafka by design: not latency
         progress.kafka_ms.clear()
         with KafkaProducer(kafka.producer_config()) as producer:
-            produce_paced(producer, topics, live, args.live_rate)
+            produce_paced(producer, topics, live, args.live_rate, progress=True)
         bar.reset(total=len(backlog) + len(live))
         wait_messages(progress, len(backlog) + len(live), args.drain_timeout_s, errors, bar)
     users = sorted({e["user_id"] for _, e in backlog + live})
@@ -282,17 +232,17 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
     return RunResult(
         config=config, backlog_events=len(backlog), produce_s=produce_s,
         join_s=first_start - run_started, drain_s=last_end - first_start, batches=batches,
-        users_recomputed=int(users_recomputed), model_calls=int(model_calls),
+        users_recomputed=drained.users_updated, model_calls=drained.model_calls,
         live_events=len(live), live_rate=args.live_rate,
-        latencies_ms=[v * 1000 for v in recorder.values_s], kafka_ms=list(progress.kafka_ms),
+        latencies_ms=worker.metrics.latency_samples_ms(), kafka_ms=list(progress.kafka_ms),
         users_with_events=len(users),
-        users_in_redis=int(found.sum()), dead_letters=dead_letters(worker),
+        users_in_redis=int(found.sum()), dead_letters=worker.metrics.snapshot().dead_letters,
     )
 
 
 def tables(results: list[RunResult], baseline: WorkerConfig) -> str:
     base = next((r for r in results if r.config == baseline), results[0])
-    out = [f"ratios against {base.config} (max_batch_users:max_latency_ms)", "",
+    out = [f"ratios against {base.config} (max_batch_users:consume_wait_ms)", "",
            "| config | backlog events | drain s | events/s | × baseline | users recomputed "
            "| model calls | mean users/call | batches | group join s |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -318,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the DLQ warns per dead letter; they are counted below
     from encoders.serving import InterestEncoder
-    from streams.embedded import start_broker, start_redis
+    from streams.devservers.servers import start_broker, start_redis
 
     configs = list(dict.fromkeys([args.baseline, *args.configs]))
     backlog, live = split_stream(args)

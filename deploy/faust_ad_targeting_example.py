@@ -1,6 +1,6 @@
 """Example Faust app: when a user's ``ads`` interests change, pick the best of a few ads for them.
 
-It registers ``streams.faust_updates`` on a Faust app, so every batch of update notifications
+It registers ``streams.integrations.faust`` on a Faust app, so every batch of update notifications
 from the unistate worker becomes one Redis read and one call of ``on_interests`` below, which
 scores a handful of ad vectors against each user's ``ads`` interests (max over the user's Q
 query vectors of the dot product; the vectors are L2-normalised, so that is a cosine) and logs
@@ -31,7 +31,7 @@ import faust
 import numpy as np
 
 from streams.app import redis_client
-from streams.faust_updates import InterestBatch, register_interest_agent
+from streams.integrations.faust import InterestBatch, register_interest_agent
 from streams.settings import KafkaSettings, RedisSettings
 
 __all__ = ["AD_IDS", "app", "score_ads"]

@@ -12,7 +12,7 @@ from encoders.features import (
     FIRST_ITEM_ROW,
     PAD_ITEM,
     UNKNOWN_ITEM,
-    SelectorProtocol,
+    MixingPolicyProtocol,
     SequenceInput,
     vocabulary_index,
 )
@@ -66,7 +66,7 @@ class UserHistory:
         )
 
     def context(
-        self, end: int, selector: SelectorProtocol | None, scenarios: Sequence[int] | None = None
+        self, end: int, policy: MixingPolicyProtocol | None, scenarios: Sequence[int] | None = None
     ) -> SequenceInput:
         """The model input for a cut before event ``end``: optionally filtered, then mixed.
 
@@ -76,8 +76,8 @@ class UserHistory:
         if scenarios is not None:
             idx = idx[np.isin(self.scenario_idx[:end], scenarios)]
         now_ms = int(self.ts_ms[end - 1]) if end > 0 else int(self.ts_ms[0]) if len(self) else 0
-        if selector is not None and len(idx):
-            idx = idx[np.asarray(selector.select(self.scenario_idx[idx], self.ts_ms[idx], now_ms))]
+        if policy is not None and len(idx):
+            idx = idx[np.asarray(policy.select(self.scenario_idx[idx], self.ts_ms[idx], now_ms))]
         return SequenceInput(
             item_ids=[self.item_ids[i] for i in idx],
             texts=[self.texts[i] for i in idx],

@@ -1,4 +1,13 @@
-"""The exception tree of the encoders package: one root, a few documented leaves."""
+"""The exception tree of the encoders package: one root, a few documented leaves.
+
+::
+
+    EncoderError
+    ├── ConfigError                 invalid model or training configuration
+    ├── DataError                   malformed or missing events, item tables, dataset files
+    └── ArtifactError               checkpoint or export artifact missing or unreadable
+        └── ManifestMismatchError   manifest and ONNX file (or its inputs) disagree
+"""
 
 from __future__ import annotations
 

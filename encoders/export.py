@@ -62,7 +62,7 @@ def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
         config=cfg, inputs=inputs, outputs=outputs, files=files,
         sha256={f: sha256_file(out_dir / f) for f in files.values()},
         extra={"train_config": ckpt.get("train_config", {}), "history": ckpt.get("history", []),
-               "selector_config": ckpt.get("selector_config")},
+               "mixing_policy": ckpt.get("mixing_policy", ckpt.get("selector_config"))},
     )
     manifest.write(out_dir)
     logger.info("exported dir=%s model_version=%s", out_dir, manifest.model_version)

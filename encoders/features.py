@@ -16,7 +16,7 @@ __all__ = [
     "UNKNOWN_ITEM",
     "FIRST_ITEM_ROW",
     "vocabulary_index",
-    "SelectorProtocol",
+    "MixingPolicyProtocol",
     "SequenceInput",
     "build_inputs",
     "gap_bucket",
@@ -39,7 +39,7 @@ _MS_PER_DAY = 86_400_000
 TextFn = Callable[[list[str]], np.ndarray]
 
 
-class SelectorProtocol(Protocol):
+class MixingPolicyProtocol(Protocol):
     """Chooses which events of a user's unified sequence enter the model (chronological)."""
 
     def select(self, scenario_idx: np.ndarray, ts_ms: np.ndarray, now_ms: int) -> np.ndarray:

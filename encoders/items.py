@@ -1,47 +1,19 @@
-"""Item content tables: user-provided vectors, MiniLM title vectors, co-occurrence factors."""
+"""Item content tables: MiniLM title vectors and co-occurrence factors, aligned to the vocabulary."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import svds
 
 from encoders.dataset import EventDataset, UserHistory
-from encoders.errors import DataError
 
-__all__ = ["align_table", "cooccurrence_table", "interaction_matrix", "load_table", "title_table"]
+__all__ = ["align_table", "cooccurrence_table", "interaction_matrix", "title_table"]
 
 logger = logging.getLogger(__name__)
-
-
-def load_table(path: Path) -> dict[str, np.ndarray]:
-    """Read an id -> vector table: ``.npz`` (arrays ``ids``, ``vectors``), or ``.npy`` with
-    the ids in a sibling ``.json`` list, or ``.parquet`` (columns ``id``, ``vector``; needs pyarrow)."""
-    path = Path(path)
-    try:
-        if path.suffix == ".npz":
-            data = np.load(path, allow_pickle=False)
-            ids, vectors = [str(i) for i in data["ids"]], np.asarray(data["vectors"], np.float32)
-        elif path.suffix == ".npy":
-            vectors = np.load(path).astype(np.float32)
-            ids = [str(i) for i in json.loads(path.with_suffix(".json").read_text())]
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path).to_pydict()
-            ids, vectors = [str(i) for i in table["id"]], np.asarray(table["vector"], np.float32)
-        else:
-            raise DataError(f"unsupported item table format: {path.suffix}")
-    except (OSError, KeyError, ValueError, ImportError) as exc:
-        raise DataError(f"cannot read item table {path}: {exc}") from exc
-    if len(ids) != len(vectors) or vectors.ndim != 2:
-        raise DataError(f"item table {path}: {len(ids)} ids vs vectors {vectors.shape}")
-    return dict(zip(ids, vectors, strict=True))
 
 
 def title_table(titles: Mapping[str, str], text_fn: Callable[[list[str]], np.ndarray]) -> dict[str, np.ndarray]:

@@ -36,7 +36,9 @@ class _MeanPooled(nn.Module):
         super().__init__()
         self.body = body
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
         hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
         m = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
@@ -59,8 +61,13 @@ def export_text_encoder(out_dir: Path, opset: int = 17) -> Path:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (ids, mask, torch.zeros_like(ids)), str(out_dir / TEXT_MODEL_NAME),
-            input_names=names, output_names=["embedding"], opset_version=opset, dynamo=False,
+            model,
+            (ids, mask, torch.zeros_like(ids)),
+            str(out_dir / TEXT_MODEL_NAME),
+            input_names=names,
+            output_names=["embedding"],
+            opset_version=opset,
+            dynamo=False,
             dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}},
         )
     shutil.copyfile(src / TOKENIZER_NAME, out_dir / TOKENIZER_NAME)

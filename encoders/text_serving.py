@@ -21,7 +21,9 @@ TOKENIZER_NAME = "tokenizer.json"
 class TextEncoder:
     """Sentence vectors (384-d, L2-normalised) for short texts such as queries and titles."""
 
-    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, cache_size: int = 100_000, max_tokens: int = 64) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, tokenizer: Tokenizer, cache_size: int = 100_000, max_tokens: int = 64
+    ) -> None:
         self._session = session
         self._tok = tokenizer
         self._tok.enable_truncation(max_length=max_tokens)

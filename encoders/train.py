@@ -17,7 +17,7 @@ from tqdm import tqdm
 from encoders.config import TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
-from encoders.features import SelectorProtocol, SequenceInput, TextFn, build_inputs
+from encoders.features import MixingPolicyProtocol, SequenceInput, TextFn, build_inputs
 from encoders.model import InterestModel
 
 __all__ = ["CHECKPOINT_NAME", "Sample", "info_nce", "load_checkpoint", "make_samples", "sample_context", "train"]
@@ -48,14 +48,15 @@ def make_samples(dataset: EventDataset, cfg: TrainConfig, rng: np.random.Generat
     return samples
 
 
-def sample_context(dataset: EventDataset, sample: Sample, selector: SelectorProtocol | None,
-                   scenarios: tuple[int, ...] | None) -> SequenceInput:
+def sample_context(
+    dataset: EventDataset, sample: Sample, policy: MixingPolicyProtocol | None, scenarios: tuple[int, ...] | None
+) -> SequenceInput:
     """The model input of one sample: events before the cut, minus the held-out one."""
     u, p, held = sample
     h = dataset.histories[u]
     if held >= 0:
-        return h.without([held]).context(p - 1, selector, scenarios)
-    return h.context(p, selector, scenarios)
+        return h.without([held]).context(p - 1, policy, scenarios)
+    return h.context(p, policy, scenarios)
 
 
 def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample], cfg: TrainConfig) -> np.ndarray:
@@ -80,8 +81,9 @@ def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample],
     return out
 
 
-def info_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
-             in_batch: bool = True) -> torch.Tensor:
+def info_nce(
+    model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, in_batch: bool = True
+) -> torch.Tensor:
     """Multi-positive InfoNCE: each positive is matched to its scenario's best query (argmax)
     and scored against sampled negatives (and, with ``in_batch``, the batch's other targets),
     with the user's other positives masked out (false negatives).
@@ -106,7 +108,9 @@ def info_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tenso
     return F.cross_entropy(logits, pos_c)
 
 
-def _uniform_nce(model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+def _uniform_nce(
+    model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
     b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
     pos = targets[b_idx, s_idx, k_idx]
     u = interests[b_idx, s_idx]  # [P, Q, D]
@@ -127,16 +131,16 @@ def _to_device(inputs: dict[str, np.ndarray], device: torch.device) -> dict[str,
 def train(
     config: TrainConfig,
     dataset: EventDataset,
-    selector: SelectorProtocol | None,
+    policy: MixingPolicyProtocol | None,
     out_dir: Path,
     text_fn: TextFn | None = None,
     eval_fn: EvalFn | None = None,
-    selector_config: dict[str, Any] | None = None,
+    mixing_policy: dict[str, Any] | None = None,
 ) -> Path:
     """Train the interest model and save ``out_dir/model.pt``; returns the checkpoint path.
 
     ``eval_fn`` (higher is better) selects the best epoch; without it the last epoch is kept.
-    ``selector_config`` (JSON-able) describes the selector; it travels into the checkpoint and
+    ``mixing_policy`` (JSON-able) describes the policy; it travels into the checkpoint and
     the export manifest so serving can refuse a different one.
     """
     cfg = config.model.with_(n_items=dataset.n_items)
@@ -157,10 +161,13 @@ def train(
     rows = [dataset.item_rows(h) for h in dataset.histories]
     cached_text_fn = _cached(text_fn) if text_fn is not None else None
     best, best_epoch, best_state, history = -np.inf, 0, None, []
-    total_steps = config.epochs * max(1, -(-len(make_samples(dataset, config, np.random.default_rng(0))) // config.batch_size))
+    total_steps = config.epochs * max(
+        1, -(-len(make_samples(dataset, config, np.random.default_rng(0))) // config.batch_size)
+    )
     warmup = max(1, total_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / max(total_steps, 1)))
+        opt,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / max(total_steps, 1))),
     )
     step = 0
     for epoch in range(config.epochs):
@@ -168,17 +175,24 @@ def train(
         samples = make_samples(dataset, config, rng)
         losses = []
         t0 = time.perf_counter()
-        bar = tqdm(range(0, len(samples), config.batch_size), disable=not config.progress, desc=f"epoch {epoch}", leave=False)
+        bar = tqdm(
+            range(0, len(samples), config.batch_size), disable=not config.progress, desc=f"epoch {epoch}", leave=False
+        )
         for start in bar:
             batch = samples[start : start + config.batch_size]
             targets = _targets(dataset, rows, batch, config)
             if not targets.any():
                 continue
-            seqs = [sample_context(dataset, sample, selector, config.input_scenarios) for sample in batch]
+            seqs = [sample_context(dataset, sample, policy, config.input_scenarios) for sample in batch]
             inputs = _to_device(build_inputs(seqs, dataset.index, cfg, cached_text_fn), device)
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
-            loss = info_nce(model, model(**inputs), torch.from_numpy(targets).to(device), negatives,
-                            in_batch=config.in_batch_negatives)
+            loss = info_nce(
+                model,
+                model(**inputs),
+                torch.from_numpy(targets).to(device),
+                negatives,
+                in_batch=config.in_batch_negatives,
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -190,7 +204,14 @@ def train(
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         score = eval_fn(model.eval()) if eval_fn is not None else -float(np.mean(losses or [0.0]))
         history.append({"epoch": epoch, "loss": float(np.mean(losses or [0.0])), "score": float(score)})
-        logger.info("epoch=%d loss=%.4f score=%.4f tau=%.3f seconds=%.1f", epoch, history[-1]["loss"], score, model.temperature().item(), time.perf_counter() - t0)
+        logger.info(
+            "epoch=%d loss=%.4f score=%.4f tau=%.3f seconds=%.1f",
+            epoch,
+            history[-1]["loss"],
+            score,
+            model.temperature().item(),
+            time.perf_counter() - t0,
+        )
         if eval_fn is None or score > best:
             best, best_epoch = score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -200,8 +221,14 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / CHECKPOINT_NAME
     torch.save(
-        {"model_config": cfg.to_dict(), "train_config": config.to_dict(), "state_dict": best_state,
-         "items": dataset.items, "history": history, "selector_config": selector_config},
+        {
+            "model_config": cfg.to_dict(),
+            "train_config": config.to_dict(),
+            "state_dict": best_state,
+            "items": dataset.items,
+            "history": history,
+            "mixing_policy": mixing_policy,
+        },
         path,
     )
     logger.info("saved checkpoint=%s best_score=%.4f", path, best)

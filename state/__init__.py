@@ -4,7 +4,7 @@ from state.cache import SequenceCache
 from state.config import MixingConfig, StateConfig
 from state.errors import InvalidInputError, StateError, StateFormatError, StoreUnavailableError
 from state.keys import RedisKeys
-from state.mixing import MixedSlot, MixingPolicy, RecentWindowPolicy, SelectorProtocol
+from state.mixing import MixedSlot, MixingPolicy, MixingPolicyProtocol, RecentWindowPolicy
 from state.publisher import RedisPublisher, UserUpdate
 from state.reader import EmbeddingReader, ReadResult, UserEmbedding
 from state.records import ACTIONS, SCENARIOS, Behavior
@@ -25,7 +25,7 @@ __all__ = [
     "RecentWindowPolicy",
     "RedisKeys",
     "RedisPublisher",
-    "SelectorProtocol",
+    "MixingPolicyProtocol",
     "SequenceCache",
     "SequenceStore",
     "StateConfig",

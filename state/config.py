@@ -85,7 +85,7 @@ class MixingConfig(BaseModel):
     def _valid_bounds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if any(b <= 0 for b in value):
             raise ValueError(f"bucket_bounds_ms: must be > 0, got {value}")
-        if any(b >= c for b, c in zip(value, value[1:])):
+        if any(b >= c for b, c in zip(value, value[1:], strict=False)):
             raise ValueError(f"bucket_bounds_ms: must be strictly increasing, got {value}")
         return value
 

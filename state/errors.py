@@ -1,4 +1,12 @@
-"""The state package's exception tree and the translation of Redis errors at its boundary."""
+"""The state package's exception tree and the translation of Redis errors at its boundary.
+
+::
+
+    StateError                      also: any other Redis error (script, auth, ...)
+    ├── StoreUnavailableError       Redis unreachable or timed out (transient: retry)
+    ├── StateFormatError            stored bytes could not be decoded
+    └── InvalidInputError           (also ValueError) a caller passed what the domain cannot hold
+"""
 
 from __future__ import annotations
 

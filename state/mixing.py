@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,14 +11,18 @@ from state.config import MixingConfig
 from state.records import SCENARIOS, Behavior
 from state.sequence import UserSequence
 
-__all__ = ["MixedSlot", "MixingPolicy", "RecentWindowPolicy", "SelectorProtocol"]
+__all__ = ["MixedSlot", "MixingPolicy", "RecentWindowPolicy", "MixingPolicyProtocol"]
 
 
-class SelectorProtocol(Protocol):
+class MixingPolicyProtocol(Protocol):
     """Anything that picks model-input events from plain arrays (``encoders.train`` takes one)."""
 
     def select(self, scenario_idx: np.ndarray, ts_ms: np.ndarray, now_ms: int) -> np.ndarray:
         """Indices into the inputs, in chronological order."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able settings: travels with a trained model so serving can refuse another policy."""
         ...
 
 
@@ -128,7 +130,7 @@ class MixingPolicy:
         bucket = self.buckets(ts_ms[picked], now_ms)
         return [
             MixedSlot(behavior=behaviors[i], scenario=behaviors[i].scenario, bucket=int(b))
-            for i, b in zip(picked.tolist(), bucket.tolist())
+            for i, b in zip(picked.tolist(), bucket.tolist(), strict=True)
         ]
 
 

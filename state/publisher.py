@@ -74,7 +74,7 @@ class UserUpdate:
 class RedisPublisher:
     """Publishes batches of ``UserUpdate`` in one pipelined round trip of one Lua script."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_s: int = 30 * 24 * 3600) -> None:
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0, got {ttl_s}")
         self._client = client
@@ -99,10 +99,10 @@ class RedisPublisher:
             if missing:
                 logger.info("loading publish script sha=%s", self._script.sha)
                 self._client.script_load(PUBLISH_LUA)
-                for i, r in zip(missing, self._execute([calls[i] for i in missing])):
+                for i, r in zip(missing, self._execute([calls[i] for i in missing]), strict=True):
                     results[i] = r
         written: list[bool] = []
-        for update, result in zip(updates, results):
+        for update, result in zip(updates, results, strict=True):
             if isinstance(result, Exception):
                 raise StateError(f"publish failed user_id={update.user_id}: {result}") from result
             written.append(int(result) == 1)
@@ -130,6 +130,6 @@ class RedisPublisher:
             F_D, d,
             F_SEQ, update.sequence_state,
         ]  # fmt: skip
-        for scenario, vectors in zip(update.scenarios, update.vectors):
+        for scenario, vectors in zip(update.scenarios, update.vectors, strict=True):
             fields += [vector_field(scenario), encode_vectors(vectors)]
         return self._keys.user(update.user_id), [int(update.version), self.ttl_s, *fields]

@@ -56,11 +56,6 @@ class ReadResult:
         age = np.int64(now_ms) - self.computed_at_ms
         return np.where(self.found, age, np.int64(MISSING_AGE_MS))
 
-    def event_lag_ms(self, now_ms: int) -> np.ndarray:
-        """``now_ms - watermark_ms``: how far behind the newest event the vectors are."""
-        lag = np.int64(now_ms) - self.watermark_ms
-        return np.where(self.found, lag, np.int64(MISSING_AGE_MS))
-
 
 @dataclass(frozen=True, eq=False)
 class UserEmbedding:
@@ -113,7 +108,7 @@ class EmbeddingReader:
         found = np.zeros(n, dtype=bool)
         meta = np.zeros((3, n), dtype=np.int64)
         model_version: list[str | None] = [None] * n
-        for i, (row, shape) in enumerate(zip(rows, shapes)):
+        for i, (row, shape) in enumerate(zip(rows, shapes, strict=True)):
             ver, wm, at, mv, _, _, blob = row
             if ver is None:
                 continue

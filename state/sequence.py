@@ -65,15 +65,14 @@ class UserSequence:
             f"watermark_ms={self.watermark_ms}, counts={self.counts()})"
         )
 
-    def apply(self, behavior: Behavior, now_ms: int | None = None) -> ApplyResult:
+    def apply(self, behavior: Behavior) -> ApplyResult:
         """Insert ``behavior`` by event time unless it is a duplicate or too late.
 
-        ``now_ms`` is accepted for the architecture's signature but unused: lateness is judged
-        against the event-time watermark, never the wall clock, so a replay decides the same way.
+        Lateness is judged against the event-time watermark, never the wall clock, so a replay
+        decides the same way.
         An event older than everything in a full buffer is still ``ADDED`` (its id is remembered
         for dedupe) although it is dropped at once by the capacity bound.
         """
-        del now_ms
         if behavior.user_id != self.user_id:
             raise InvalidInputError(
                 f"behavior of user {behavior.user_id!r} applied to sequence of {self.user_id!r}"

@@ -44,7 +44,7 @@ class SequenceStore:
                 pipe.hmget(self._keys.user(user_id), [F_SEQ, F_VER])
             rows = pipe.execute()
         loaded: dict[str, UserSequence] = {}
-        for user_id, (seq_bytes, ver_bytes) in zip(unique_ids, rows):
+        for user_id, (seq_bytes, ver_bytes) in zip(unique_ids, rows, strict=True):
             if seq_bytes is None and ver_bytes is None:
                 continue
             loaded[user_id] = self._decode(user_id, seq_bytes, ver_bytes)

@@ -16,7 +16,7 @@ from streams.errors import ConfigurationError, RedisUnavailableError
 from streams.events import EventLimits
 from streams.metrics import MetricsServer, WorkerMetrics
 from streams.producer import KafkaProducer
-from streams.recompute import EncoderProtocol, check_selector
+from streams.recompute import EncoderProtocol
 from streams.retry import RetryPolicy
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
 from streams.topics import TopicNames
@@ -77,15 +77,14 @@ def build_worker(
     metrics = WorkerMetrics()
     if fault_after_publish is None and worker.fail_after_publish:
         fault_after_publish = _crash_after_publish
-    selector = MixingPolicy(mixing_config)
+    policy = MixingPolicy(mixing_config)
     encoder = encoder if encoder is not None else load_encoder(model)
-    check_selector(encoder, selector)
     parts = WorkerParts(
         consumer=EventConsumer(kafka.consumer_config(), topics.inputs),
         producer=KafkaProducer(kafka.producer_config(), kafka.flush_timeout_s),
         redis_client=redis_client(redis_settings),
         encoder=encoder,
-        selector=selector,
+        policy=policy,
         topics=topics,
         keys=RedisKeys(redis_settings.key_prefix),
         ttl_s=redis_settings.ttl_s,
@@ -96,7 +95,7 @@ def build_worker(
         metrics=metrics,
         metrics_server=MetricsServer(metrics, worker.metrics_port, worker.metrics_addr),
         max_batch_messages=worker.max_batch_messages,
-        max_latency_ms=worker.max_latency_ms,
+        consume_wait_ms=worker.consume_wait_ms,
         max_batch_users=worker.max_batch_users,
         metadata_timeout_s=kafka.admin_timeout_s,
         fault_after_publish=fault_after_publish,

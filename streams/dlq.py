@@ -71,7 +71,3 @@ class DeadLetterQueue:
         self._producer.produce(
             self.topic, value=msg.value(), key=msg.key(), headers=dead_letter_headers(msg, error)
         )
-
-    def flush(self) -> int:
-        """Wait for the broker to acknowledge every dead letter (raises ``DeliveryError``)."""
-        return self._producer.flush()

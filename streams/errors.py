@@ -1,4 +1,16 @@
-"""The streams package's exception tree; third-party errors are translated into it at the boundary."""
+"""The streams package's exception tree; third-party errors are translated into it at the boundary.
+
+::
+
+    StreamsError
+    ├── EmbeddedServerError         a dev server (demo, tests) could not start
+    ├── ConfigurationError          fatal: settings, topics or model do not fit (exit 2)
+    │   └── TopicsError             topics missing or not co-partitioned
+    ├── KafkaUnavailableError       transient broker trouble past the client's retries
+    │   └── DeliveryError           produced messages not acknowledged
+    ├── RedisUnavailableError       Redis away after bounded retries; nothing committed
+    └── PoisonMessageError          a message that can never be processed: DLQ, carry on
+"""
 
 from __future__ import annotations
 

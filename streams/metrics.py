@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 import numpy as np
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["MetricsServer", "WorkerMetrics"]
+__all__ = ["MetricsServer", "MetricsSnapshot", "WorkerMetrics"]
 
 logger = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """The worker's counters at one moment, as plain numbers (demo, benchmarks, tests)."""
+
+    consumed: dict[str, int]  # messages by scenario, malformed ones included
+    dead_letters: dict[str, int]  # by reason
+    users_updated: int
+    publish_refused: int
+    model_calls: int
+    commits: int
+
+    @property
+    def consumed_total(self) -> int:
+        """Messages consumed over every scenario."""
+        return sum(self.consumed.values())
+
+    @property
+    def dead_letters_total(self) -> int:
+        """Dead letters over every reason."""
+        return sum(self.dead_letters.values())
 
 
 class WorkerMetrics:
@@ -60,6 +82,33 @@ class WorkerMetrics:
         """Record one event→Redis latency in the histogram and in the recent-samples window."""
         self.event_to_redis_seconds.observe(seconds)
         self._latency_samples_s.append(seconds)
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Current counter values (labelled counters as dicts of their non-zero labels)."""
+        return MetricsSnapshot(
+            consumed=self._by_label("unistate_events_consumed_total", "scenario"),
+            dead_letters=self._by_label("unistate_dead_letters_total", "reason"),
+            users_updated=int(self._value("unistate_users_updated_total")),
+            publish_refused=int(self._value("unistate_publish_refused_total")),
+            model_calls=int(self._value("unistate_recompute_batch_users_count")),
+            commits=int(self._value("unistate_commits_total")),
+        )
+
+    def latency_samples_ms(self) -> list[float]:
+        """The most recent event→Redis latencies (ms), oldest first."""
+        return [v * 1000 for v in self._latency_samples_s]
+
+    def clear_latency_samples(self) -> None:
+        """Forget the recent latency samples (e.g. after a backlog whose wait was by design)."""
+        self._latency_samples_s.clear()
+
+    def _value(self, name: str) -> float:
+        return float(self.registry.get_sample_value(name) or 0.0)
+
+    def _by_label(self, name: str, label: str) -> dict[str, int]:
+        return {sample.labels[label]: int(sample.value)
+                for family in self.registry.collect() for sample in family.samples
+                if sample.name == name and sample.value}
 
     def latency_quantiles_ms(self, quantiles: tuple[float, ...] = (0.5, 0.99)) -> list[float]:
         """Exact quantiles (ms) over the most recent samples; empty when none were recorded."""

@@ -10,13 +10,12 @@ from typing import Protocol
 import numpy as np
 
 from encoders.features import SequenceInput
-from state.mixing import MixingPolicy, SelectorProtocol
+from state.mixing import MixingPolicyProtocol
 from state.publisher import UserUpdate
-from state.records import ACTIONS, SCENARIOS
+from state.records import ACTIONS
 from state.sequence import UserSequence
-from streams.errors import ConfigurationError
 
-__all__ = ["EncoderProtocol", "Recomputer", "check_selector", "check_vocabulary", "sequence_input"]
+__all__ = ["EncoderProtocol", "Recomputer", "sequence_input"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,42 +37,14 @@ class EncoderProtocol(Protocol):
     def encode(self, sequences: list[SequenceInput]) -> np.ndarray: ...
 
 
-def check_vocabulary(encoder: EncoderProtocol) -> None:
-    """Raise ``ConfigurationError`` unless the model's scenarios and actions are ``state.records``'."""
-    if tuple(encoder.scenarios) != SCENARIOS or tuple(encoder.actions) != ACTIONS:
-        raise ConfigurationError(
-            "model vocabulary differs from state.records: "
-            f"model scenarios={list(encoder.scenarios)} actions={list(encoder.actions)}; "
-            f"expected scenarios={list(SCENARIOS)} actions={list(ACTIONS)}"
-        )
-
-
-def check_selector(encoder: EncoderProtocol, policy: MixingPolicy) -> None:
-    """Raise ``ConfigurationError`` when the model was trained with another mixing policy.
-
-    Artifacts that recorded no policy (older exports) are served with a warning.
-    """
-    manifest = getattr(encoder, "manifest", None)
-    trained = getattr(manifest, "extra", {}).get("selector_config") if manifest is not None else None
-    serving = policy.describe()
-    if trained is None:
-        logger.warning("model records no mixing policy: cannot check it matches the worker's")
-        return
-    if trained != serving:
-        raise ConfigurationError(
-            f"the model was trained with mixing policy {trained} but the worker is configured "
-            f"with {serving}; set UNISTATE_STATE_* to the trained policy or retrain"
-        )
-
-
-def sequence_input(seq: UserSequence, selector: SelectorProtocol) -> SequenceInput:
-    """The model input of one user: the selector's events, ``now_ms`` = the user's watermark.
+def sequence_input(seq: UserSequence, policy: MixingPolicyProtocol) -> SequenceInput:
+    """The model input of one user: the policy's events, ``now_ms`` = the user's watermark.
 
     Using the event-time watermark (not the wall clock) makes a recompute deterministic, so a
     direct model call on the stored sequence reproduces what the worker published.
     """
     behaviors, scenario_idx, ts_ms = seq.arrays()
-    picked = selector.select(scenario_idx, ts_ms, seq.watermark_ms)
+    picked = policy.select(scenario_idx, ts_ms, seq.watermark_ms)
     chosen = [behaviors[i] for i in picked.tolist()]
     return SequenceInput(
         item_ids=[b.item_id for b in chosen],
@@ -92,12 +63,12 @@ class Recomputer:
     """
 
     def __init__(
-        self, encoder: EncoderProtocol, selector: SelectorProtocol, max_batch_users: int = 64
+        self, encoder: EncoderProtocol, policy: MixingPolicyProtocol, max_batch_users: int = 64
     ) -> None:
         if max_batch_users < 1:
             raise ValueError(f"max_batch_users must be >= 1, got {max_batch_users}")
         self.encoder = encoder
-        self.selector = selector
+        self.policy = policy
         self.max_batch_users = max_batch_users
 
     def chunks(self, sequences: Sequence[UserSequence]) -> list[list[UserSequence]]:
@@ -109,12 +80,12 @@ class Recomputer:
         """Encode one micro-batch and build its updates (raising each user's version)."""
         if not sequences:
             return []
-        inputs = [sequence_input(seq, self.selector) for seq in sequences]
+        inputs = [sequence_input(seq, self.policy) for seq in sequences]
         vectors = np.asarray(self.encoder.encode(inputs), dtype=np.float32)
         computed_at_ms = int(time.time() * 1000)
         scenarios = tuple(self.encoder.scenarios)
         updates = []
-        for seq, user_vectors in zip(sequences, vectors):
+        for seq, user_vectors in zip(sequences, vectors, strict=True):
             seq.bump_version()
             updates.append(
                 UserUpdate(

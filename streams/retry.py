@@ -22,21 +22,21 @@ T = TypeVar("T")
 class RetryPolicy:
     """``attempts`` tries in all, waiting ``backoff_ms`` × 2^n (capped) between them.
 
-    ``stop`` (optional) cuts a wait short when the worker is asked to stop.
     """
 
     attempts: int = 5
     backoff_ms: int = 200
     backoff_max_ms: int = 5_000
-    stop: threading.Event | None = None
 
-    def call(self, operation: str, fn: Callable[[], T], on_retry: Callable[[], None] | None = None) -> T:
+    def call(self, operation: str, fn: Callable[[], T], on_retry: Callable[[], None] | None = None,
+             stop: threading.Event | None = None) -> T:
         """Run ``fn``; retry ``StoreUnavailableError``; raise ``RedisUnavailableError`` at the end.
 
         Any other ``StateError`` (undecodable stored state, script error) is not transient and is
-        re-raised at once as ``StreamsError``.
+        re-raised at once as ``StreamsError``. ``stop`` (optional) cuts a wait short when the
+        worker is asked to stop.
         """
-        waiter = self.stop or threading.Event()
+        waiter = stop or threading.Event()
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn()

@@ -126,7 +126,7 @@ class WorkerSettings(BaseSettings):
     model_config = _config("UNISTATE_WORKER_")
 
     max_batch_messages: int = Field(default=500, ge=1)
-    max_latency_ms: int = Field(default=50, ge=1)
+    consume_wait_ms: int = Field(default=50, ge=1)
     max_batch_users: int = Field(default=64, ge=1)
     max_message_bytes: int = Field(default=64 * 1024, ge=64)
     max_future_skew_ms: int = Field(default=5 * 60_000, ge=0)

@@ -15,7 +15,7 @@ from confluent_kafka import Message
 from state.cache import SequenceCache
 from state.config import StateConfig
 from state.keys import RedisKeys
-from state.mixing import SelectorProtocol
+from state.mixing import MixingPolicyProtocol
 from state.publisher import RedisPublisher, UserUpdate
 from state.records import Behavior
 from state.sequence import ApplyResult, UserSequence
@@ -24,12 +24,13 @@ from streams.consumer import EventConsumer
 from streams.dlq import DeadLetterQueue
 from streams.errors import PoisonMessageError
 from streams.events import EventLimits, decode_event
-from streams.notifications import Notification, encode_notification
 from streams.metrics import WorkerMetrics
+from streams.notifications import Notification, encode_notification
 from streams.producer import KafkaProducer
-from streams.recompute import EncoderProtocol, Recomputer, check_vocabulary
+from streams.recompute import EncoderProtocol, Recomputer
 from streams.retry import RetryPolicy
-from streams.topics import TopicNames, check_copartitioned, partition_counts
+from streams.startup import check_startup
+from streams.topics import TopicNames
 
 __all__ = ["BatchResult", "Worker", "WorkerParts"]
 
@@ -44,7 +45,7 @@ class WorkerParts:
     producer: KafkaProducer
     redis_client: redis.Redis
     encoder: EncoderProtocol
-    selector: SelectorProtocol
+    policy: MixingPolicyProtocol
     topics: TopicNames
     keys: RedisKeys
     ttl_s: int
@@ -54,11 +55,14 @@ class WorkerParts:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     metrics_server: AbstractContextManager[object] | None = None
     max_batch_messages: int = 500
-    max_latency_ms: int = 50
+    consume_wait_ms: int = 50
     max_batch_users: int = 64
     metadata_timeout_s: float = 15.0
     #: Test hook: called after Redis and the notification topic have a batch, before the commit.
     fault_after_publish: Callable[[], None] | None = None
+    #: Observer hook (benchmarks, tests): called after each committed batch with its messages,
+    #: what it did and its ``time.perf_counter()`` start and end.
+    on_batch: Callable[[list[Message], BatchResult, float, float], None] | None = None
 
 
 @dataclass
@@ -76,7 +80,6 @@ class Worker:
     """One consumer-group member; ``run`` loops until ``stop`` (thread-safe) is called."""
 
     def __init__(self, parts: WorkerParts) -> None:
-        check_vocabulary(parts.encoder)
         self.parts = parts
         self.metrics = parts.metrics
         self._stop = threading.Event()
@@ -84,23 +87,17 @@ class Worker:
         self._store = SequenceStore(parts.redis_client, parts.keys, parts.state_config)
         self._publisher = RedisPublisher(parts.redis_client, parts.keys, parts.ttl_s)
         self._dlq = DeadLetterQueue(parts.producer, parts.topics.dlq)
-        self._recomputer = Recomputer(parts.encoder, parts.selector, parts.max_batch_users)
+        self._recomputer = Recomputer(parts.encoder, parts.policy, parts.max_batch_users)
         self._cache = SequenceCache(parts.state_config.idle_evict_s)
-        self._retry = RetryPolicy(parts.retry.attempts, parts.retry.backoff_ms,
-                                  parts.retry.backoff_max_ms, stop=self._stop)
+        self._retry = parts.retry
         self.batches = 0
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        """True once ``stop`` was called."""
-        return self._stop.is_set()
-
     def run(self) -> None:
-        """Enter every resource in one ExitStack, check the topics, then loop batch by batch."""
+        """Enter every resource in one ExitStack, run the start-up checks, then loop batch by batch."""
         p = self.parts
         with ExitStack() as stack:
             if p.metrics_server is not None:
@@ -109,11 +106,10 @@ class Worker:
             stack.enter_context(p.producer)
             p.consumer.on_revoke = self._on_revoke
             consumer = stack.enter_context(p.consumer)
-            counts = partition_counts(consumer.client, p.topics.inputs, p.metadata_timeout_s)
-            partitions = check_copartitioned(counts, p.topics)
+            partitions = check_startup(p.encoder, p.policy, consumer.client, p.topics, p.metadata_timeout_s)
             logger.info("worker started topics=%s partitions=%d", list(p.topics.inputs), partitions)
             while not self._stop.is_set():
-                messages = consumer.consume(p.max_batch_messages, p.max_latency_ms / 1000)
+                messages = consumer.consume(p.max_batch_messages, p.consume_wait_ms / 1000)
                 if messages:
                     self.process(messages)
                     self.batches += 1
@@ -123,7 +119,7 @@ class Worker:
 
     def process(self, messages: list[Message]) -> BatchResult:
         """Handle one consumed batch end to end; offsets are committed only at the very end."""
-        started = time.monotonic()
+        started = time.perf_counter()
         result = BatchResult(messages=len(messages))
         try:
             decoded = self._decode(messages, result)
@@ -138,7 +134,10 @@ class Worker:
             self.parts.fault_after_publish()
         self.parts.consumer.store_and_commit(messages)
         self.metrics.commits.inc()
-        self.metrics.batch_seconds.observe(time.monotonic() - started)
+        finished = time.perf_counter()
+        self.metrics.batch_seconds.observe(finished - started)
+        if self.parts.on_batch is not None:
+            self.parts.on_batch(messages, result, started, finished)
         logger.debug("batch done messages=%d dead_letters=%d duplicates=%d changed=%d written=%d",
                      result.messages, result.dead_letters, result.duplicates,
                      result.users_changed, result.users_written)
@@ -169,7 +168,7 @@ class Worker:
         missing = [u for u in user_ids if u not in found]
         if missing:
             loaded = self._retry.call("load_many", lambda: self._store.load_many(missing),
-                                      self.metrics.redis_retries.inc)
+                                      self.metrics.redis_retries.inc, stop=self._stop)
             for user_id in missing:
                 seq = loaded.get(user_id) or UserSequence(user_id, self.parts.state_config)
                 self._cache.put(seq)
@@ -207,10 +206,10 @@ class Worker:
             updates = self._recomputer.updates(chunk)
             self.metrics.recompute_seconds.observe(time.monotonic() - encode_started)
             self.metrics.recompute_batch_users.observe(len(updates))
-            written = self._retry.call("publish", lambda: self._publisher.publish(updates),
-                                       self.metrics.redis_retries.inc)
+            written = self._retry.call("publish", lambda updates=updates: self._publisher.publish(updates),
+                                       self.metrics.redis_retries.inc, stop=self._stop)
             now_ms = int(time.time() * 1000)
-            for update, ok in zip(updates, written):
+            for update, ok in zip(updates, written, strict=True):
                 if ok:
                     self._notify(update)
                     written_at_ms[update.user_id] = now_ms

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streams.embedded import Server, start_broker, start_redis
+from streams.devservers.servers import Server, start_broker, start_redis
 
 
 @pytest.fixture(scope="session")

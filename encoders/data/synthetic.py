@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["TOPICS", "ad_ids", "feed_item_ids", "generate_events", "item_titles"]
+from encoders.dataset import EventDataset
+
+__all__ = ["TOPICS", "ad_ids", "feed_item_ids", "generate_events", "item_titles", "synthetic_dataset"]
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "solar": ("solar", "panel", "installation", "inverter", "battery", "roof"),
@@ -58,7 +60,9 @@ def _zipf(n: int, exponent: float = 1.1) -> np.ndarray:
     return p / p.sum()
 
 
-def _user_events(user: int, rng: np.random.Generator, start_ms: int, span_ms: int, mean_events: int) -> list[tuple[int, str, dict]]:
+def _user_events(
+    user: int, rng: np.random.Generator, start_ms: int, span_ms: int, mean_events: int
+) -> list[tuple[int, str, dict]]:
     """One user's events: core interests everywhere, an emerging interest that shows in
     search first and reaches feed and ads only later."""
     topics = list(TOPICS)
@@ -90,15 +94,26 @@ def _user_events(user: int, rng: np.random.Generator, start_ms: int, span_ms: in
             out.append((ts, "search", base | {"query": " ".join(words), "clicked_item_id": item, "position": pos}))
         else:
             ad = int(rng.choice(ADS_PER_TOPIC, p=ad_p))
-            out.append((ts, "ads", base | {
-                "ad_id": f"ad_{topic}_{ad}", "creative_id": f"cr_{topic}_{ad}_{int(rng.integers(0, 3))}",
-                "action": str(rng.choice(_ADS_ACTIONS, p=_ADS_P)),
-            }))
+            out.append(
+                (
+                    ts,
+                    "ads",
+                    base
+                    | {
+                        "ad_id": f"ad_{topic}_{ad}",
+                        "creative_id": f"cr_{topic}_{ad}_{int(rng.integers(0, 3))}",
+                        "action": str(rng.choice(_ADS_ACTIONS, p=_ADS_P)),
+                    },
+                )
+            )
     return out
 
 
 def generate_events(
-    n_users: int, seed: int, start_ms: int = 1_700_000_000_000, span_ms: int = 30 * 86_400_000,
+    n_users: int,
+    seed: int,
+    start_ms: int = 1_700_000_000_000,
+    span_ms: int = 30 * 86_400_000,
     mean_events: int = 100,
 ) -> Iterator[tuple[str, dict]]:
     """Yield ``(scenario, wire_dict)`` for all users, merged in time order."""
@@ -108,3 +123,11 @@ def generate_events(
         streams.append(_user_events(user, rng, start_ms, span_ms, mean_events))
     for _, scenario, wire in heapq.merge(*streams, key=lambda e: (e[0], e[2]["event_id"])):
         yield scenario, wire
+
+
+def synthetic_dataset(n_users: int, seed: int, mean_events: int = 100) -> EventDataset:
+    """Training data of ``n_users`` synthetic users; every feed item and ad is in the vocabulary."""
+    from encoders.data.wire import histories_from_wire
+
+    histories = histories_from_wire(generate_events(n_users, seed=seed, mean_events=mean_events))
+    return EventDataset.build(histories, extra_items=feed_item_ids() + ad_ids())

@@ -24,7 +24,7 @@ from streams.topics import TopicNames, create_topics
 
 faust = pytest.importorskip("faust", reason="faust-streaming is not installed")
 
-from streams.faust_updates import (
+from streams.integrations.faust import (  # noqa: E402 - after the importorskip
     InterestBatch,
     InterestUpdates,
     register_interest_agent,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders.baselines import CooccurrenceKnn, Popularity
-from encoders.benchmark import amazon_cases, amazon_training_dataset
-from encoders.evaluate import evaluate_scorer, metrics_from_ranks
+from encoders.evaluation.baselines import CooccurrenceKnn, Popularity
+from encoders.evaluation.bench_amazon import amazon_cases, amazon_training_dataset
+from encoders.evaluation.ranking import evaluate_scorer, metrics_from_ranks
 
 ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-food-kitchen"
 pytestmark = pytest.mark.data

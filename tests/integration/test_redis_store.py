@@ -18,7 +18,7 @@ from state.reader import MISSING_AGE_MS, EmbeddingReader
 from state.records import SCENARIOS, Behavior
 from state.sequence import ApplyResult, UserSequence
 from state.store import SequenceStore
-from streams.embedded import free_port
+from streams.devservers.servers import free_port
 
 pytestmark = pytest.mark.integration
 

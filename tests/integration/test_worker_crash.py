@@ -13,17 +13,16 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from fixtures.pipeline import wait_for
 
 from state.keys import RedisKeys
 from state.reader import EmbeddingReader
 from state.store import SequenceStore
 from streams.app import EXIT_AFTER_PUBLISH_CODE
-from streams.embedded import free_port
+from streams.devservers.servers import BROKER_CONSUMER_OPTIONS, free_port
 from streams.events import encode_event
 from streams.settings import KafkaSettings
 from streams.topics import TopicNames, create_topics
-
-from fixtures.pipeline import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -42,8 +41,7 @@ def worker_env(bootstrap: str, redis_url: str, unique: str, artifact: Path, **ex
         "UNISTATE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "UNISTATE_KAFKA_GROUP_ID": unique,
         "UNISTATE_KAFKA_TOPIC_PREFIX": f"{unique}.",
-        "UNISTATE_KAFKA_CONSUMER_OPTIONS": json.dumps(
-            {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}),
+        "UNISTATE_KAFKA_CONSUMER_OPTIONS": json.dumps(BROKER_CONSUMER_OPTIONS),
         "UNISTATE_REDIS_URL": redis_url,
         "UNISTATE_REDIS_KEY_PREFIX": unique,
         "UNISTATE_MODEL_ARTIFACT_DIR": str(artifact),

@@ -13,6 +13,7 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from fixtures.pipeline import BROKER_CONSUMER_OPTIONS, running, wait_for
 
 from state.keys import RedisKeys
 from state.mixing import MixingPolicy
@@ -26,8 +27,6 @@ from streams.producer import KafkaProducer
 from streams.recompute import sequence_input
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
 from streams.topics import TopicNames, create_topics
-
-from fixtures.pipeline import FAST_GROUP, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -45,7 +44,7 @@ def encoder(artifact_dir: Path):  # noqa: ANN201 - InterestEncoder
 
 def settings_for(bootstrap: str, redis_url: str, unique: str) -> tuple[KafkaSettings, RedisSettings]:
     kafka = KafkaSettings(bootstrap_servers=bootstrap, group_id=unique, topic_prefix=f"{unique}.",
-                          consumer_options=FAST_GROUP)
+                          consumer_options=BROKER_CONSUMER_OPTIONS)
     redis_settings = RedisSettings(url=redis_url, key_prefix=unique, retry_attempts=2,
                                    retry_backoff_ms=50)
     return kafka, redis_settings
@@ -230,7 +229,7 @@ def test_cli_topics_produce_worker_inspect(
 def test_redis_down_stops_the_worker_without_committing(
     kafka_broker, unique, artifact_dir, encoder
 ) -> None:
-    from streams.embedded import start_redis
+    from streams.devservers.servers import start_redis
     from streams.errors import RedisUnavailableError
 
     own_redis = start_redis()

@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient
+from fixtures.pipeline import BROKER_CONSUMER_OPTIONS, running, wait_for
 
 from state.keys import RedisKeys
 from state.reader import EmbeddingReader
 from state.records import SCENARIOS
 from streams.app import build_worker
-from streams.embedded import Server, start_redis
+from streams.devservers.servers import Server, start_redis
 from streams.events import encode_event
 from streams.producer import KafkaProducer
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
 from streams.topics import TopicNames, create_topics
-
-from fixtures.pipeline import FAST_GROUP, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -35,7 +34,7 @@ def test_worker_writes_every_user_to_a_redis_cluster(
     kafka_broker: Server, redis_cluster: Server, unique: str, tiny_model_dir: Path
 ) -> None:
     kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap, group_id=unique,
-                          topic_prefix=f"{unique}.", consumer_options=FAST_GROUP)
+                          topic_prefix=f"{unique}.", consumer_options=BROKER_CONSUMER_OPTIONS)
     names = TopicNames.from_prefix(kafka.topic_prefix)
     create_topics(AdminClient(kafka.admin_config()), names, 2, 1)
     base_ms = int(time.time() * 1000) - 60_000

@@ -14,7 +14,7 @@ from encoders.dataset import EventDataset
 
 
 class LastN:
-    """Tiny selector for tests: the most recent ``n`` events."""
+    """Tiny policy for tests: the most recent ``n`` events."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -27,7 +27,7 @@ TINY = ModelConfig(d_model=16, dim=8, n_heads=2, n_layers=1, max_len=24, dropout
 
 
 @pytest.fixture(scope="session")
-def selector() -> LastN:
+def policy() -> LastN:
     return LastN(24)
 
 

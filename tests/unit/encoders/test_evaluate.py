@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from encoders.dataset import UserHistory
-from encoders.evaluate import EvalCases, evaluate_scorer, metrics_from_ranks
+from encoders.evaluation.ranking import EvalCases, evaluate_scorer, metrics_from_ranks
 
 
 def test_metrics_for_known_ranks() -> None:

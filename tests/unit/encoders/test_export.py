@@ -26,7 +26,10 @@ def torch_reference(root: Path, seqs: list[SequenceInput], index: dict[str, int]
 
 def random_sequence(rng: np.random.Generator, n: int, items: list[str]) -> SequenceInput:
     return SequenceInput(
-        item_ids=[str(rng.choice(items)) if rng.random() < 0.8 else ("never-seen" if rng.random() < 0.5 else None) for _ in range(n)],
+        item_ids=[
+            str(rng.choice(items)) if rng.random() < 0.8 else ("never-seen" if rng.random() < 0.5 else None)
+            for _ in range(n)
+        ],
         texts=[None] * n,
         scenario_idx=rng.integers(0, 3, n),
         action_idx=rng.integers(0, 10, n),
@@ -35,10 +38,12 @@ def random_sequence(rng: np.random.Generator, n: int, items: list[str]) -> Seque
     )
 
 
-def test_onnx_matches_torch_on_real_and_random_sequences(tiny_artifact: Path, tiny_dataset: EventDataset, selector: object) -> None:
+def test_onnx_matches_torch_on_real_and_random_sequences(
+    tiny_artifact: Path, tiny_dataset: EventDataset, policy: object
+) -> None:
     encoder = InterestEncoder.load(tiny_artifact / "artifact")
     rng = np.random.default_rng(0)
-    real = [h.context(len(h), selector) for h in tiny_dataset.histories[:9]]
+    real = [h.context(len(h), policy) for h in tiny_dataset.histories[:9]]
     rand = [random_sequence(rng, int(n), tiny_dataset.items) for n in rng.integers(0, 40, 7)]
     for seqs in (real, rand, real[:1]):
         out = encoder.encode(seqs)

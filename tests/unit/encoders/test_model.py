@@ -14,10 +14,14 @@ from encoders.model import InterestModel
 from encoders.train import _targets, info_nce, make_samples, sample_context
 
 
-def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object) -> None:
+def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> None:
     TINY = tiny_config
     model = InterestModel(TINY.with_(n_items=tiny_dataset.n_items)).eval()
-    seqs = [h.context(len(h), selector) for h in tiny_dataset.histories[:3]] + [tiny_dataset.histories[0].context(0, None)]
+    seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:3]] + [
+        tiny_dataset.histories[0].context(0, None)
+    ]
     inputs = build_inputs(seqs, tiny_dataset.index, model.cfg)
     with torch.no_grad():
         out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
@@ -27,7 +31,9 @@ def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(tiny_dataset: Event
     assert torch.allclose(items.norm(dim=-1), torch.ones(5), atol=1e-5)
 
 
-def test_a_few_training_steps_decrease_the_loss(tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object) -> None:
+def test_a_few_training_steps_decrease_the_loss(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> None:
     TINY = tiny_config
     torch.manual_seed(0)
     cfg = TrainConfig(model=TINY.with_(n_items=tiny_dataset.n_items), n_negatives=64)
@@ -37,7 +43,7 @@ def test_a_few_training_steps_decrease_the_loss(tiny_dataset: EventDataset, tiny
     batch = make_samples(tiny_dataset, cfg, rng)[:32]
     rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
     targets = torch.from_numpy(_targets(tiny_dataset, rows, batch, cfg))
-    inputs = build_inputs([sample_context(tiny_dataset, s, selector, None) for s in batch], tiny_dataset.index, cfg.model)
+    inputs = build_inputs([sample_context(tiny_dataset, s, policy, None) for s in batch], tiny_dataset.index, cfg.model)
     tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
     negatives = torch.from_numpy(rng.integers(2, tiny_dataset.n_items, 64))
     losses = []
@@ -51,7 +57,7 @@ def test_a_few_training_steps_decrease_the_loss(tiny_dataset: EventDataset, tiny
 
 
 def test_uniform_negative_loss_masks_the_users_positives_and_keeps_gradients_finite(
-    tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
 ) -> None:
     torch.manual_seed(0)
     cfg = TrainConfig(model=tiny_config.with_(n_items=tiny_dataset.n_items), n_negatives=64)
@@ -59,8 +65,7 @@ def test_uniform_negative_loss_masks_the_users_positives_and_keeps_gradients_fin
     batch = make_samples(tiny_dataset, cfg, np.random.default_rng(0))[:16]
     rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
     targets = torch.from_numpy(_targets(tiny_dataset, rows, batch, cfg))
-    inputs = build_inputs([sample_context(tiny_dataset, s, selector, None) for s in batch],
-                          tiny_dataset.index, cfg.model)
+    inputs = build_inputs([sample_context(tiny_dataset, s, policy, None) for s in batch], tiny_dataset.index, cfg.model)
     interests = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     # Every positive is also drawn as a "negative": it must be masked, not counted against itself.
     negatives = torch.cat([targets[targets > 0], torch.arange(2, 10)])
@@ -88,12 +93,13 @@ def test_held_out_samples_target_one_event_and_hide_it_from_a_context_that_spans
 
 
 def test_plain_samples_keep_the_next_events_as_targets(tiny_dataset: EventDataset, tiny_config: ModelConfig) -> None:
-    cfg = TrainConfig(model=tiny_config.with_(n_items=tiny_dataset.n_items), targets_per_scenario=1,
-                      target_window_ms=10**13)
+    cfg = TrainConfig(
+        model=tiny_config.with_(n_items=tiny_dataset.n_items), targets_per_scenario=1, target_window_ms=10**13
+    )
     samples = make_samples(tiny_dataset, cfg, np.random.default_rng(0))
     assert all(held == -1 for _, _, held in samples)
     rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]
-    (u, cut, _), = samples[:1]
+    ((u, cut, _),) = samples[:1]
     h = tiny_dataset.histories[u]
     t = _targets(tiny_dataset, rows, samples[:1], cfg)[0]
     for s in range(3):

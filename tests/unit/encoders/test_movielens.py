@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders.benchmark_movielens import SeenMasked, movielens_cases, movielens_dataset
 from encoders.config import DEFAULT_ACTIONS
-from encoders.data import movielens
-from encoders.data.movielens import (
+from encoders.errors import DataError
+from encoders.evaluation.bench_movielens import SeenMasked, movielens_cases, movielens_dataset
+from encoders.evaluation.datasets import movielens
+from encoders.evaluation.datasets.movielens import (
     INTER_MEMBER,
     WHEEL_NAME,
     leave_last_out,
     read_movielens,
     recbole_wheel,
 )
-from encoders.errors import DataError
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 # user 7: out of order in the file; user 3: a tie at t=20 (file order breaks it); user 9: too short

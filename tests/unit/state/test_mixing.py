@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from state.config import MixingConfig
-from state.mixing import MixedSlot, MixingPolicy, RecentWindowPolicy, SelectorProtocol
+from state.mixing import MixedSlot, MixingPolicy, MixingPolicyProtocol, RecentWindowPolicy
 from state.records import Behavior
 from state.sequence import UserSequence
 
@@ -30,9 +30,9 @@ def one_scenario_policy(slots: int, redistribute_unused: bool = True) -> MixingP
 
 
 def test_both_policies_satisfy_the_selector_protocol() -> None:
-    selectors: list[SelectorProtocol] = [MixingPolicy(), RecentWindowPolicy(8)]
-    for selector in selectors:
-        assert selector.select(np.array([0]), np.array([NOW_MS]), NOW_MS).tolist() == [0]
+    policies: list[MixingPolicyProtocol] = [MixingPolicy(), RecentWindowPolicy(8)]
+    for policy in policies:
+        assert policy.select(np.array([0]), np.array([NOW_MS]), NOW_MS).tolist() == [0]
 
 
 def test_bucket_quotas_are_honoured_when_every_bucket_is_full() -> None:
@@ -157,8 +157,8 @@ def test_worked_example_from_docs() -> None:
         (ADS, [i * 30 * minute_ms for i in range(40)]),
     )
 
-    def table(selector: MixingPolicy | RecentWindowPolicy) -> list[list[int]]:
-        picked = selector.select(scenario_idx, ts_ms, NOW_MS)
+    def table(policy: MixingPolicy | RecentWindowPolicy) -> list[list[int]]:
+        picked = policy.select(scenario_idx, ts_ms, NOW_MS)
         buckets = MixingPolicy().buckets(ts_ms[picked], NOW_MS)
         per_scenario = [buckets[scenario_idx[picked] == s] for s in range(3)]
         return [np.bincount(b, minlength=3).tolist() for b in per_scenario]

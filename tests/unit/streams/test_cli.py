@@ -36,7 +36,7 @@ def test_produce_needs_a_source() -> None:
 
 
 def test_bad_environment_settings_exit_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.setenv("UNISTATE_WORKER_MAX_LATENCY_MS", "-5")
+    monkeypatch.setenv("UNISTATE_WORKER_CONSUME_WAIT_MS", "-5")
     assert main(["inspect", "u1"]) == 2
     assert "UNISTATE_WORKER" in capsys.readouterr().err
 
@@ -45,3 +45,26 @@ def test_json_log_lines_are_json() -> None:
     record = logging.LogRecord("streams.x", logging.INFO, __file__, 1, "done users=%d", (3,), None)
     doc = json.loads(JsonFormatter().format(record))
     assert doc["msg"] == "done users=3" and doc["level"] == "INFO" and doc["logger"] == "streams.x"
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("unistate ")
+
+
+@pytest.mark.parametrize("command", ["train", "export", "evaluate"])
+def test_model_commands_without_the_train_extra_exit_with_an_install_hint(
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if not installed
+    for name in [m for m in sys.modules if m.startswith("encoders.")]:
+        monkeypatch.delitem(sys.modules, name)
+    argv = {"train": ["train", "--out", str(tmp_path)], "export": ["export", str(tmp_path), "--out", str(tmp_path)],
+            "evaluate": ["evaluate", "--root", str(tmp_path)]}[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'unistate[train]'" in err and "torch" in err

@@ -1,18 +1,16 @@
-"""Model inputs from a user's state, micro-batching, version bumps and the vocabulary check."""
+"""Model inputs from a user's state, micro-batching and version bumps."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-import pytest
 
 from encoders.features import SequenceInput
 from state.mixing import MixingPolicy, RecentWindowPolicy
 from state.records import ACTIONS, SCENARIOS, Behavior
 from state.sequence import UserSequence
-from streams.errors import ConfigurationError
-from streams.recompute import Recomputer, check_vocabulary, sequence_input
+from streams.recompute import Recomputer, sequence_input
 
 
 class ShapeEncoder:
@@ -67,32 +65,3 @@ def test_updates_bump_versions_and_carry_the_state() -> None:
 def test_chunks_bound_the_model_batch() -> None:
     recomputer = Recomputer(ShapeEncoder(), MixingPolicy(), max_batch_users=2)
     assert [len(c) for c in recomputer.chunks([sequence(f"u{i}", 1) for i in range(5)])] == [2, 2, 1]
-
-
-def test_vocabulary_mismatch_is_fatal() -> None:
-    check_vocabulary(ShapeEncoder())
-    with pytest.raises(ConfigurationError, match="vocabulary"):
-        check_vocabulary(ShapeEncoder(actions=ACTIONS[:-1]))
-    with pytest.raises(ConfigurationError):
-        check_vocabulary(ShapeEncoder(scenarios=("feed", "ads", "search")))
-
-
-class _Artifact:
-    """What check_selector reads of a loaded encoder: its manifest's extra section."""
-
-    def __init__(self, selector_config: dict | None) -> None:
-        self.manifest = type("M", (), {"extra": {"selector_config": selector_config}})()
-
-
-def test_a_model_trained_with_another_mixing_policy_is_refused() -> None:
-    from state.config import MixingConfig
-    from state.mixing import MixingPolicy
-    from streams.errors import ConfigurationError
-    from streams.recompute import check_selector
-
-    trained = MixingPolicy(MixingConfig()).describe()
-    check_selector(_Artifact(trained), MixingPolicy(MixingConfig()))  # same policy: fine
-    check_selector(_Artifact(None), MixingPolicy(MixingConfig()))  # nothing recorded: warning only
-    tight = MixingPolicy(MixingConfig(scenario_slots={"feed": 8, "search": 4, "ads": 4}))
-    with pytest.raises(ConfigurationError, match="trained with mixing policy"):
-        check_selector(_Artifact(trained), tight)

@@ -48,7 +48,7 @@ def test_secret_is_hidden_but_passed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bad_values_are_refused() -> None:
     with pytest.raises(ValidationError):
-        WorkerSettings(max_latency_ms=0)
+        WorkerSettings(consume_wait_ms=0)
     with pytest.raises(ValidationError):
         KafkaSettings(unknown_option=1)
 

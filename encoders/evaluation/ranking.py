@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from encoders.dataset import EventDataset, UserHistory
-from encoders.features import SelectorProtocol, build_inputs
+from encoders.features import MixingPolicyProtocol, build_inputs
 from encoders.model import InterestModel
 
 __all__ = [
@@ -59,17 +59,17 @@ class EvalCases:
 class ModelScorer:
     """Scores items by the best-matching query of the target scenario: ``max_q <u_q, v_i>``."""
 
-    def __init__(self, model: InterestModel, dataset: EventDataset, selector: SelectorProtocol | None,
+    def __init__(self, model: InterestModel, dataset: EventDataset, policy: MixingPolicyProtocol | None,
                  input_scenarios: Sequence[int] | None = None, batch_size: int = 512) -> None:
-        self.model, self.dataset, self.selector = model.eval(), dataset, selector
+        self.model, self.dataset, self.policy = model.eval(), dataset, policy
         self.input_scenarios, self.batch_size = input_scenarios, batch_size
         self._vectors: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
     def interests(self, contexts: Sequence[UserHistory]) -> torch.Tensor:
-        """``[N, S, Q, D]`` for the contexts (each mixed by the selector, as in serving)."""
+        """``[N, S, Q, D]`` for the contexts (each mixed by the policy, as in serving)."""
         device = next(self.model.parameters()).device
-        seqs = [h.context(len(h), self.selector, self.input_scenarios) for h in contexts]
+        seqs = [h.context(len(h), self.policy, self.input_scenarios) for h in contexts]
         inputs = build_inputs(seqs, self.dataset.index, self.model.cfg)
         return self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
 

@@ -1,32 +1,26 @@
-"""The ``unistate`` command line: worker, topics create, produce, inspect (and the model commands)."""
+"""The stream commands: ``worker``, ``topics create``, ``produce`` and ``inspect``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
-from pydantic import ValidationError
 
-from state.errors import StateError
-from streams import demo, model_commands
-from streams.errors import ConfigurationError, StreamsError
-from streams.logs import configure_logging
+from streams.cli.exit_codes import ExitCode
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, StateSettings, WorkerSettings
 from streams.topics import TopicNames, create_topics
 
-__all__ = ["build_parser", "main"]
+__all__ = ["common_options", "kafka_settings", "redis_settings", "register", "worker_settings"]
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
-#: Modules contributing subcommands through ``register(subparsers)``; optional during development.
-def _common_options() -> argparse.ArgumentParser:
+
+def common_options() -> argparse.ArgumentParser:
+    """The connection and logging options every stream command takes."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("connection (override UNISTATE_* environment settings)")
     g.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (UNISTATE_KAFKA_BOOTSTRAP_SERVERS)")
@@ -57,7 +51,7 @@ def redis_settings(args: argparse.Namespace) -> RedisSettings:
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
     """Environment settings with the command line's overrides."""
     return WorkerSettings(**_given(args, {
-        "metrics_port": "metrics_port", "max_latency_ms": "max_latency_ms",
+        "metrics_port": "metrics_port", "consume_wait_ms": "consume_wait_ms",
         "max_batch_users": "max_batch_users", "log_level": "log_level", "log_format": "log_format",
     }))
 
@@ -80,7 +74,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_topics_create(args: argparse.Namespace) -> int:
@@ -90,11 +84,11 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
     outcome = create_topics(admin, names, args.partitions, args.replication_factor, kafka.admin_timeout_s)
     for topic, state in outcome.items():
         print(f"{topic}: {state} (partitions={args.partitions})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    from streams.produce import produce_events, read_event_file, synthetic_events
+    from streams.cli.produce import produce_events, read_event_file, synthetic_events
     from streams.producer import KafkaProducer
 
     kafka = kafka_settings(args)
@@ -106,14 +100,14 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         counts = produce_events(producer, TopicNames.from_prefix(kafka.topic_prefix), events,
                                 progress=not args.no_progress)
     print(f"produced {sum(counts.values())} events: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from state.keys import RedisKeys
     from state.mixing import MixingPolicy
     from streams.app import redis_client
-    from streams.inspect import format_report, inspect_user
+    from streams.cli.inspect import format_report, inspect_user
 
     settings = redis_settings(args)
     with redis_client(settings) as client:
@@ -122,9 +116,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                              args.first_values)
     if lines is None:
         print(f"user {args.user}: nothing stored under key prefix {settings.key_prefix!r}")
-        return EXIT_ERROR
+        return ExitCode.ERROR
     print(format_report(lines))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _add_worker(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -134,7 +128,7 @@ def _add_worker(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--group", help="consumer group id (UNISTATE_KAFKA_GROUP_ID)")
     p.add_argument("--artifact-dir", type=Path, help="exported model directory (UNISTATE_MODEL_ARTIFACT_DIR)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here; 0 = off")
-    p.add_argument("--max-latency-ms", type=int, help="consume wait per batch (default 50)")
+    p.add_argument("--consume-wait-ms", type=int, help="consume wait per batch (default 50)")
     p.add_argument("--max-batch-users", type=int, help="users per model call (default 64)")
     p.set_defaults(handler=_cmd_worker)
 
@@ -173,44 +167,8 @@ def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_inspect)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command tree (the model commands and the demo live in their own modules)."""
-    parser = argparse.ArgumentParser(prog="unistate", description="Streaming real-time user state: "
-                                     "Kafka events → per-user sequences → interest embeddings → Redis.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = _common_options()
+def register(subparsers: Any) -> None:
+    """Add ``worker``, ``topics``, ``produce`` and ``inspect`` to the ``unistate`` command tree."""
+    common = common_options()
     for add in (_add_worker, _add_topics, _add_produce, _add_inspect):
-        add(sub, common)
-    model_commands.register(sub)
-    demo.register(sub)
-    return parser
-
-
-def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    try:
-        return handler(args)
-    except (ConfigurationError, ValidationError) as exc:
-        print(f"unistate: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (StreamsError, StateError) as exc:
-        print(f"unistate: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``unistate`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        defaults = WorkerSettings()
-    except ValidationError as exc:
-        print(f"unistate: bad UNISTATE_WORKER_* settings: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    configure_logging(getattr(args, "log_level", None) or defaults.log_level,
-                      getattr(args, "log_format", None) or defaults.log_format)
-    return _run(args.handler, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        add(subparsers, common)

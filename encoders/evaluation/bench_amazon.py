@@ -10,18 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.baselines import CooccurrenceKnn, MeanPool, Popularity
 from encoders.config import TrainConfig
-from encoders.data.amazon import AmazonSplit, load_amazon
 from encoders.dataset import EventDataset, UserHistory
-from encoders.evaluate import (
+from encoders.evaluation.baselines import CooccurrenceKnn, MeanPool, Popularity
+from encoders.evaluation.datasets.amazon import AmazonSplit, load_amazon
+from encoders.evaluation.ranking import (
     EvalCases,
     ModelScorer,
     ScorerProtocol,
     evaluate_scorer,
     metrics_from_ranks,
 )
-from encoders.features import SelectorProtocol
+from encoders.features import MixingPolicyProtocol
 from encoders.items import cooccurrence_table
 from encoders.train import load_checkpoint, train
 
@@ -48,8 +48,9 @@ class BenchmarkConfig:
     seed: int = 0
 
 
-def amazon_cases(split: AmazonSplit, dataset: EventDataset, which: str, limit: int | None = None,
-                 sample_seed: int | None = None) -> list[EvalCases]:
+def amazon_cases(
+    split: AmazonSplit, dataset: EventDataset, which: str, limit: int | None = None, sample_seed: int | None = None
+) -> list[EvalCases]:
     """One :class:`EvalCases` per domain: each user's last event there, in the given user set.
 
     ``limit`` keeps the first users of the file (which are more active than average), or, with
@@ -79,25 +80,43 @@ def _score(name: str, scorer: ScorerProtocol, cases: list[EvalCases], cfg: Bench
         results[name][f"{DOMAINS[d]} full"] = metrics_from_ranks(ranks["full"])
         results[name][f"{DOMAINS[d]} few-events sampled"] = metrics_from_ranks(ranks["sampled"][few])
         r = results[name][f"{DOMAINS[d]} sampled"]
-        logger.info("method=%s domain=%s NDCG@10=%.4f HR@10=%.4f MRR=%.4f", name, DOMAINS[d], r["NDCG@10"], r["HR@10"], r["MRR"])
+        logger.info(
+            "method=%s domain=%s NDCG@10=%.4f HR@10=%.4f MRR=%.4f", name, DOMAINS[d], r["NDCG@10"], r["HR@10"], r["MRR"]
+        )
 
 
-def _selection_fn(dataset: EventDataset, val_cases: list[EvalCases], selector: SelectorProtocol | None,
-                  input_scenarios: tuple[int, ...] | None, domains: tuple[int, ...], seed: int) -> Callable:
+def _selection_fn(
+    dataset: EventDataset,
+    val_cases: list[EvalCases],
+    policy: MixingPolicyProtocol | None,
+    input_scenarios: tuple[int, ...] | None,
+    domains: tuple[int, ...],
+    seed: int,
+) -> Callable:
     def fn(model) -> float:
-        scorer = ModelScorer(model, dataset, selector, input_scenarios)
-        return float(np.mean([
-            metrics_from_ranks(evaluate_scorer(scorer, val_cases[d], seed=seed)["sampled"])["NDCG@10"] for d in domains
-        ]))
+        scorer = ModelScorer(model, dataset, policy, input_scenarios)
+        return float(
+            np.mean(
+                [
+                    metrics_from_ranks(evaluate_scorer(scorer, val_cases[d], seed=seed)["sampled"])["NDCG@10"]
+                    for d in domains
+                ]
+            )
+        )
 
     return fn
 
 
-def tuned_knn(train_h: list[UserHistory], dataset: EventDataset, val_cases: list[EvalCases], seed: int) -> CooccurrenceKnn:
+def tuned_knn(
+    train_h: list[UserHistory], dataset: EventDataset, val_cases: list[EvalCases], seed: int
+) -> CooccurrenceKnn:
     """Co-occurrence kNN with the recency decay that scores best (mean NDCG@10) on validation users."""
+
     def val_score(decay: float) -> float:
         knn = CooccurrenceKnn(train_h, dataset, decay=decay)
-        return float(np.mean([metrics_from_ranks(evaluate_scorer(knn, c, seed=seed)["sampled"])["NDCG@10"] for c in val_cases]))
+        return float(
+            np.mean([metrics_from_ranks(evaluate_scorer(knn, c, seed=seed)["sampled"])["NDCG@10"] for c in val_cases])
+        )
 
     scores = {d: val_score(d) for d in KNN_DECAYS}
     best = max(scores, key=scores.__getitem__)
@@ -105,39 +124,60 @@ def tuned_knn(train_h: list[UserHistory], dataset: EventDataset, val_cases: list
     return CooccurrenceKnn(train_h, dataset, decay=best)
 
 
-def _train_variant(cfg: BenchmarkConfig, dataset: EventDataset, val_cases: list[EvalCases], selector: SelectorProtocol | None,
-                   train_cfg: TrainConfig, input_scenarios: tuple[int, ...] | None, domains: tuple[int, ...], work: Path) -> ModelScorer:
-    eval_fn = _selection_fn(dataset, val_cases, selector, input_scenarios, domains, cfg.seed + 1)
-    ckpt = train(train_cfg, dataset, selector, work, eval_fn=eval_fn)
+def _train_variant(
+    cfg: BenchmarkConfig,
+    dataset: EventDataset,
+    val_cases: list[EvalCases],
+    policy: MixingPolicyProtocol | None,
+    train_cfg: TrainConfig,
+    input_scenarios: tuple[int, ...] | None,
+    domains: tuple[int, ...],
+    work: Path,
+) -> ModelScorer:
+    eval_fn = _selection_fn(dataset, val_cases, policy, input_scenarios, domains, cfg.seed + 1)
+    ckpt = train(train_cfg, dataset, policy, work, eval_fn=eval_fn)
     model, _, _ = load_checkpoint(ckpt)
-    return ModelScorer(model, dataset, selector, input_scenarios)
+    return ModelScorer(model, dataset, policy, input_scenarios)
 
 
-def amazon_training_dataset(root: Path, content_dim: int, seed: int = 0,
-                            selection_users: int | None = 2000) -> tuple[EventDataset, AmazonSplit]:
+def amazon_training_dataset(
+    root: Path, content_dim: int, seed: int = 0, selection_users: int | None = 2000
+) -> tuple[EventDataset, AmazonSplit]:
     """Training events (every event except the validation and test users' targets), the whole
     catalogue as vocabulary, and a co-occurrence content table from those training events only."""
     split = load_amazon(root, selection_users, seed)
     train_h = split.training_histories()
     items = split.domain_items[0] + split.domain_items[1]
     bare = EventDataset(histories=train_h, items=items)
-    return EventDataset(histories=train_h, items=items, content=cooccurrence_table(train_h, bare, content_dim, seed)), split
+    return EventDataset(
+        histories=train_h, items=items, content=cooccurrence_table(train_h, bare, content_dim, seed)
+    ), split
 
 
-def run_amazon(cfg: BenchmarkConfig, selector: SelectorProtocol, no_quota_selector: SelectorProtocol,
-               work_dir: Path | None = None,
-               tight_selectors: tuple[SelectorProtocol, SelectorProtocol] | None = None) -> Results:
+def run_amazon(
+    cfg: BenchmarkConfig,
+    policy: MixingPolicyProtocol,
+    no_quota_policy: MixingPolicyProtocol,
+    work_dir: Path | None = None,
+    tight_policies: tuple[MixingPolicyProtocol, MixingPolicyProtocol] | None = None,
+) -> Results:
     """Train on every event but the validation and test users' targets; evaluate on test users.
 
-    ``tight_selectors`` (quotas, no quotas) with a small slot budget add the ablation pair in
+    ``tight_policies`` (quotas, no quotas) with a small slot budget add the ablation pair in
     which the budget binds (Amazon users have at most 15 events, so the default one never does).
     """
-    dataset, split = amazon_training_dataset(cfg.root, cfg.train.model.content_dim or cfg.content_dim, cfg.seed,
-                                             cfg.selection_users)
+    dataset, split = amazon_training_dataset(
+        cfg.root, cfg.train.model.content_dim or cfg.content_dim, cfg.seed, cfg.selection_users
+    )
     train_h = dataset.histories
     test_cases = amazon_cases(split, dataset, "test", cfg.max_test_users, cfg.test_sample_seed)
     val_cases = amazon_cases(split, dataset, "val")
-    logger.info("train_users=%d train_events=%d test_users=%d", len(train_h), sum(map(len, train_h)), len(test_cases[0].histories))
+    logger.info(
+        "train_users=%d train_events=%d test_users=%d",
+        len(train_h),
+        sum(map(len, train_h)),
+        len(test_cases[0].histories),
+    )
     results: Results = {}
     _score("popularity", Popularity(train_h, dataset), test_cases, cfg, results)
     _score("last item (co-occurrence)", CooccurrenceKnn(train_h, dataset, last_only=True), test_cases, cfg, results)
@@ -146,22 +186,38 @@ def run_amazon(cfg: BenchmarkConfig, selector: SelectorProtocol, no_quota_select
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         tc = cfg.train
-        variants: list[tuple[str, SelectorProtocol | None, TrainConfig, tuple[int, ...] | None, tuple[int, ...]]] = [
-            ("unistate (2-D mixing, Q=3, time gaps)", selector, tc, None, (0, 1)),
+        variants: list[
+            tuple[str, MixingPolicyProtocol | None, TrainConfig, tuple[int, ...] | None, tuple[int, ...]]
+        ] = [
+            ("unistate (2-D mixing, Q=3, time gaps)", policy, tc, None, (0, 1)),
         ]
         for d, name in enumerate(DOMAINS):
             mask = tuple(s == d for s in range(len(tc.model.scenarios)))
-            variants.append((f"single-scenario model ({name} only)", selector, replace(tc, scenario_mask=mask, input_scenarios=(d,)), (d,), (d,)))
+            variants.append(
+                (
+                    f"single-scenario model ({name} only)",
+                    policy,
+                    replace(tc, scenario_mask=mask, input_scenarios=(d,)),
+                    (d,),
+                    (d,),
+                )
+            )
         if cfg.ablations:
             variants += [
-                ("ablation: global recent window, no quotas", no_quota_selector, tc, None, (0, 1)),
-                ("ablation: Q=1", selector, replace(tc, model=tc.model.with_(n_queries=1)), None, (0, 1)),
-                ("ablation: no time-gap tokens", selector, replace(tc, model=tc.model.with_(use_time_gap=False)), None, (0, 1)),
+                ("ablation: global recent window, no quotas", no_quota_policy, tc, None, (0, 1)),
+                ("ablation: Q=1", policy, replace(tc, model=tc.model.with_(n_queries=1)), None, (0, 1)),
+                (
+                    "ablation: no time-gap tokens",
+                    policy,
+                    replace(tc, model=tc.model.with_(use_time_gap=False)),
+                    None,
+                    (0, 1),
+                ),
             ]
-            if tight_selectors is not None:
+            if tight_policies is not None:
                 variants += [
-                    ("ablation: 8-slot budget, 2-D quotas", tight_selectors[0], tc, None, (0, 1)),
-                    ("ablation: 8-slot budget, recent window", tight_selectors[1], tc, None, (0, 1)),
+                    ("ablation: 8-slot budget, 2-D quotas", tight_policies[0], tc, None, (0, 1)),
+                    ("ablation: 8-slot budget, recent window", tight_policies[1], tc, None, (0, 1)),
                 ]
         for k, (name, sel, tcfg, inputs, domains) in enumerate(variants):
             scorer = _train_variant(cfg, dataset, val_cases, sel, tcfg, inputs, domains, work / f"variant{k}")

@@ -16,11 +16,17 @@ from types import TracebackType
 
 from streams.errors import EmbeddedServerError
 
-__all__ = ["Server", "free_port", "start_broker", "start_redis"]
+__all__ = ["BROKER_CONSUMER_OPTIONS", "Server", "free_port", "start_broker", "start_redis"]
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+
+#: Consumer options for the embedded Tansu broker: with librdkafka's group timings a join takes
+#: ~23 s, and Tansu holds every fetch for ``fetch.wait.max.ms``.
+BROKER_CONSUMER_OPTIONS: dict[str, int] = {
+    "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 20,
+}
 
 
 def free_port() -> int:

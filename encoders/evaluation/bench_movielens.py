@@ -18,25 +18,26 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.baselines import CooccurrenceKnn, MeanPool, Popularity
-from encoders.config import ModelConfig, TrainConfig
-from encoders.data.movielens import (
+from encoders.config import TrainConfig
+from encoders.dataset import EventDataset, UserHistory
+from encoders.evaluation.baselines import CooccurrenceKnn, MeanPool, Popularity
+from encoders.evaluation.datasets.movielens import (
     MovieLensSplit,
     leave_last_out,
     read_movielens,
     recbole_wheel,
 )
-from encoders.dataset import EventDataset, UserHistory
-from encoders.evaluate import (
+from encoders.evaluation.ranking import (
     EvalCases,
     ModelScorer,
     ScorerProtocol,
     evaluate_scorer,
     metrics_from_ranks,
 )
-from encoders.features import SelectorProtocol
+from encoders.features import MixingPolicyProtocol
 from encoders.items import cooccurrence_table
 from encoders.model import InterestModel
+from encoders.presets import FEED_ONLY
 from encoders.train import load_checkpoint, train
 
 __all__ = [
@@ -45,22 +46,12 @@ __all__ = [
     "SeenMasked",
     "movielens_cases",
     "movielens_dataset",
-    "movielens_train_config",
     "run_movielens",
 ]
 
 logger = logging.getLogger(__name__)
 DOMAIN = "MovieLens"
-FEED_ONLY = (True, False, False)
-Results = dict[str, dict[str, dict[str, float]]]  # as encoders.benchmark.run_amazon returns
-
-
-def movielens_train_config() -> TrainConfig:
-    """Feed-only next-item training: one target (the next rating), uniform negatives."""
-    model = ModelConfig(max_len=50, id_embedding=True, content_dim=64)
-    return TrainConfig(model=model, epochs=20, patience=3, cuts_per_user=32, n_negatives=1024,
-                       targets_per_scenario=1, target_window_ms=10**13,
-                       scenario_mask=FEED_ONLY, input_scenarios=(0,))
+Results = dict[str, dict[str, dict[str, float]]]  # as encoders.evaluation.bench_amazon.run_amazon returns
 
 
 @dataclass(frozen=True)
@@ -91,8 +82,9 @@ class SeenMasked:
         return s
 
 
-def movielens_cases(split: MovieLensSplit, dataset: EventDataset, which: str, limit: int | None = None,
-                    sample_seed: int = 0) -> EvalCases:
+def movielens_cases(
+    split: MovieLensSplit, dataset: EventDataset, which: str, limit: int | None = None, sample_seed: int = 0
+) -> EvalCases:
     """Each user's last (``test``) or second-to-last (``val``) event, against the whole catalogue."""
     users = split.users
     targets = split.test_targets if which == "test" else split.val_targets
@@ -115,22 +107,34 @@ def movielens_dataset(wheel: Path, content_dim: int, seed: int = 0) -> tuple[Eve
 
 def _score(name: str, scorer: ScorerProtocol, cases: EvalCases, cfg: MovieLensConfig, results: Results) -> None:
     ranks = evaluate_scorer(scorer, cases, n_negatives=cfg.n_negatives, seed=cfg.seed)
-    results[name] = {f"{DOMAIN} sampled": metrics_from_ranks(ranks["sampled"]),
-                     f"{DOMAIN} full": metrics_from_ranks(ranks["full"])}
+    results[name] = {
+        f"{DOMAIN} sampled": metrics_from_ranks(ranks["sampled"]),
+        f"{DOMAIN} full": metrics_from_ranks(ranks["full"]),
+    }
     r = results[name][f"{DOMAIN} sampled"]
-    logger.info("method=%s domain=%s NDCG@10=%.4f HR@10=%.4f MRR=%.4f", name, DOMAIN, r["NDCG@10"], r["HR@10"], r["MRR"])
+    logger.info(
+        "method=%s domain=%s NDCG@10=%.4f HR@10=%.4f MRR=%.4f", name, DOMAIN, r["NDCG@10"], r["HR@10"], r["MRR"]
+    )
 
 
-def run_movielens(cfg: MovieLensConfig, selector: SelectorProtocol | None, work_dir: Path | None = None) -> Results:
-    """Baselines and the feed-only model on MovieLens-100K; ``{method: {"MovieLens sampled"|"MovieLens full": metrics}}``."""
+def run_movielens(cfg: MovieLensConfig, policy: MixingPolicyProtocol | None, work_dir: Path | None = None) -> Results:
+    """Baselines and the feed-only model on MovieLens-100K.
+
+    Returns ``{method: {"MovieLens sampled" | "MovieLens full": metrics}}``.
+    """
     tc = replace(cfg.train, scenario_mask=FEED_ONLY, input_scenarios=(0,))
     wheel = recbole_wheel(cfg.cache_dir)
     dataset, split = movielens_dataset(wheel, tc.model.content_dim or 64, cfg.seed)
     train_h = dataset.histories
     test = movielens_cases(split, dataset, "test", cfg.max_test_users, cfg.seed)
     val = movielens_cases(split, dataset, "val")
-    logger.info("users=%d items=%d train_events=%d test_users=%d", len(split.users) + len(split.short),
-                len(split.items), sum(map(len, train_h)), len(test.histories))
+    logger.info(
+        "users=%d items=%d train_events=%d test_users=%d",
+        len(split.users) + len(split.short),
+        len(split.items),
+        sum(map(len, train_h)),
+        len(test.histories),
+    )
 
     def wrap(scorer: ScorerProtocol) -> ScorerProtocol:
         return SeenMasked(scorer, dataset) if cfg.exclude_seen else scorer
@@ -143,11 +147,11 @@ def run_movielens(cfg: MovieLensConfig, selector: SelectorProtocol | None, work_
     _score("co-occurrence kNN", wrap(CooccurrenceKnn(train_h, dataset, decay=0.8)), test, cfg, results)
 
     def val_ndcg(model: InterestModel) -> float:  # picks the best epoch: the headline metric on val targets
-        ranks = evaluate_scorer(wrap(ModelScorer(model, dataset, selector, (0,))), val, cfg.n_negatives, cfg.seed + 1)
+        ranks = evaluate_scorer(wrap(ModelScorer(model, dataset, policy, (0,))), val, cfg.n_negatives, cfg.seed + 1)
         return metrics_from_ranks(ranks["sampled"])["NDCG@10"]
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = train(tc, dataset, selector, Path(work_dir or tmp), eval_fn=val_ndcg)
+        ckpt = train(tc, dataset, policy, Path(work_dir or tmp), eval_fn=val_ndcg)
         model, _, _ = load_checkpoint(ckpt)
-    _score("unistate (feed only)", wrap(ModelScorer(model, dataset, selector, (0,))), test, cfg, results)
+    _score("unistate (feed only)", wrap(ModelScorer(model, dataset, policy, (0,))), test, cfg, results)
     return results

@@ -20,7 +20,7 @@ __all__ = ["format_report", "inspect_user"]
 def _when(ts_ms: int) -> str:
     if ts_ms <= 0:
         return "-"
-    return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _bucket_label(policy: MixingPolicy, bucket: int) -> str:

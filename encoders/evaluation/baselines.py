@@ -32,7 +32,9 @@ class CooccurrenceKnn:
     """Item-to-item kNN: cosine over users, summed over the context with recency weights
     (``last_only`` keeps only the most recent context item: the "last item" baseline)."""
 
-    def __init__(self, train: Sequence[UserHistory], dataset: EventDataset, decay: float = 0.8, last_only: bool = False) -> None:
+    def __init__(
+        self, train: Sequence[UserHistory], dataset: EventDataset, decay: float = 0.8, last_only: bool = False
+    ) -> None:
         m = interaction_matrix(train, dataset.index, dataset.n_items).tocsc()
         norms = np.sqrt(np.asarray(m.sum(axis=0)).ravel())
         self.norm = (m @ sparse.diags(1.0 / np.maximum(norms, 1e-9))).tocsr().astype(np.float32)

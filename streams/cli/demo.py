@@ -13,12 +13,15 @@ import numpy as np
 import redis
 from confluent_kafka.admin import AdminClient
 
+from state.config import MixingConfig
 from state.keys import RedisKeys
+from state.mixing import MixingPolicy
 from state.reader import EmbeddingReader
 from state.records import SCENARIOS
 from streams.app import build_worker
-from streams.background import running
-from streams.embedded import start_broker, start_redis
+from streams.devservers.background import running
+from streams.devservers.pacing import produce_paced
+from streams.devservers.servers import BROKER_CONSUMER_OPTIONS, start_broker, start_redis
 from streams.errors import StreamsError
 from streams.events import encode_event
 from streams.producer import KafkaProducer
@@ -29,10 +32,6 @@ from streams.worker import Worker
 __all__ = ["register", "run_demo"]
 
 logger = logging.getLogger(__name__)
-
-#: Tansu needs short group timings, or a group join takes ~23 s.
-_FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 20}
-
 
 def _say(text: str) -> None:
     print(f"==> {text}", flush=True)
@@ -55,55 +54,31 @@ def _malformed(topics: TopicNames, user_id: str) -> list[tuple[str, bytes, bytes
     ]
 
 
-def _produce_paced(
-    producer: KafkaProducer, topics: TopicNames, events: list[tuple[str, dict[str, Any]]],
-    rate_per_s: int,
-) -> None:
-    """Send events at about ``rate_per_s`` so latency reflects a live stream, not a backlog."""
-    chunk = max(1, rate_per_s // 20)
-    for start in range(0, len(events), chunk):
-        began = time.monotonic()
-        for scenario, event in events[start : start + chunk]:
-            producer.produce(topics.for_scenario(scenario), key=event["user_id"].encode(),
-                             value=encode_event(event))
-        time.sleep(max(0.0, 0.05 - (time.monotonic() - began)))
-    producer.flush()
-
-
-def _consumed(worker: Worker) -> dict[str, int]:
-    registry = worker.metrics.registry
-    return {s: int(registry.get_sample_value("unistate_events_consumed_total", {"scenario": s}) or 0)
-            for s in SCENARIOS}
-
-
-def _dead_letters(worker: Worker) -> int:
-    registry = worker.metrics.registry
-    return int(sum(sample.value for metric in registry.collect()
-                   if metric.name == "unistate_dead_letters"
-                   for sample in metric.samples if sample.name.endswith("_total")))
-
-
 def _wait_consumed(worker: Worker, expected: int, errors: list[BaseException], limit_s: float) -> None:
     deadline = time.monotonic() + limit_s
-    while sum(_consumed(worker).values()) < expected:
+    while (consumed := worker.metrics.snapshot().consumed_total) < expected:
         if errors:
             raise StreamsError("the worker stopped before consuming every event") from errors[0]
         if time.monotonic() > deadline:
-            raise StreamsError(f"worker consumed {sum(_consumed(worker).values())}/{expected} "
-                               f"events within {limit_s:.0f}s")
+            raise StreamsError(f"worker consumed {consumed}/{expected} events within {limit_s:.0f}s")
         time.sleep(0.05)
 
 
 def _train_and_export(work_dir: Path, n_users: int, seed: int) -> Path:
-    """``unistate train`` then ``unistate export``: the worker serves exactly what they made."""
-    from streams.cli import main
+    """What ``unistate train --preset demo`` then ``unistate export`` make: the worker serves it."""
+    from dataclasses import replace
 
-    ckpt_dir, artifact_dir = work_dir / "checkpoint", work_dir / "model"
-    if main(["train", "--data", "synthetic", "--preset", "demo", "--users", str(n_users),
-             "--seed", str(seed), "--out", str(ckpt_dir)]) != 0:
-        raise StreamsError("unistate train failed")
-    if main(["export", str(ckpt_dir), "--out", str(artifact_dir)]) != 0:
-        raise StreamsError("unistate export failed")
+    from encoders import presets
+    from encoders.data.synthetic import synthetic_dataset
+    from encoders.export import export
+    from encoders.train import train
+
+    policy = MixingPolicy(MixingConfig())
+    config = replace(presets.demo(), seed=seed)
+    checkpoint = train(config, synthetic_dataset(n_users, seed), policy, work_dir / "checkpoint",
+                       mixing_policy=policy.describe())
+    artifact_dir = work_dir / "model"
+    export(checkpoint, artifact_dir)
     return artifact_dir
 
 
@@ -151,7 +126,7 @@ def run_demo(n_users: int = 200, seed: int = 7, rate_per_s: int = 2000, limit_s:
         _say("training and exporting the interest model on synthetic multi-scenario data")
         artifact_dir = _train_and_export(work_dir, n_users, seed)
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, group_id="unistate-demo",
-                              consumer_options=_FAST_GROUP)
+                              consumer_options=BROKER_CONSUMER_OPTIONS)
         redis_settings = RedisSettings(url=redis_server.url)
         topics = TopicNames.from_prefix(kafka.topic_prefix)
         create_topics(AdminClient(kafka.admin_config()), topics, partitions=3, replication_factor=1)
@@ -169,7 +144,7 @@ def run_demo(n_users: int = 200, seed: int = 7, rate_per_s: int = 2000, limit_s:
             producer.produce(topic, value=value, key=key)
         producer.flush()
         _wait_consumed(worker, len(bad), errors, limit_s)  # the worker has joined its group
-        _produce_paced(producer, topics, events, rate_per_s)
+        produce_paced(producer, topics, events, rate_per_s)
         _wait_consumed(worker, len(events) + len(bad), errors, limit_s)
         worker.stop()
         _report(worker, events)
@@ -180,14 +155,12 @@ def run_demo(n_users: int = 200, seed: int = 7, rate_per_s: int = 2000, limit_s:
 
 
 def _report(worker: Worker, events: list[tuple[str, dict[str, Any]]]) -> None:
-    consumed = _consumed(worker)
+    snapshot = worker.metrics.snapshot()
     produced = {s: sum(1 for scenario, _ in events if scenario == s) for s in SCENARIOS}
-    registry = worker.metrics.registry
-    updated = int(registry.get_sample_value("unistate_users_updated_total") or 0)
     quantiles = worker.metrics.latency_quantiles_ms((0.5, 0.99))
     _say(f"events produced per scenario: {produced}")
-    _say(f"events consumed per scenario (incl. malformed): {consumed}")
-    _say(f"dead-lettered: {_dead_letters(worker)}; embedding writes: {updated} "
+    _say(f"events consumed per scenario (incl. malformed): {snapshot.consumed}")
+    _say(f"dead-lettered: {snapshot.dead_letters_total}; embedding writes: {snapshot.users_updated} "
          f"(one per user per micro-batch that changed it)")
     if quantiles:
         _say(f"event→Redis latency: p50={quantiles[0]:.0f} ms p99={quantiles[1]:.0f} ms")

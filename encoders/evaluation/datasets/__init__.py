@@ -1,0 +1,1 @@
+"""Adapters turning public behaviour datasets into unified histories with evaluation targets."""
