@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 # torch is pinned to the CPU build that lies on these machines' disk; an unpinned torch pulls
 # a multi-GB CUDA build. Override for a GPU training box: make TORCH_SPEC='torch==2.13.0' ...
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= cpu,train,embedded,faust,dev
+EXTRAS ?= cpu,train,parquet,embedded,faust,dev
 
 .PHONY: help venv demo test test-unit test-integration lint lint-imports evaluate bench clean redis-server
 
@@ -48,8 +48,17 @@ lint: lint-imports  ## ruff (pycodestyle, pyflakes, isort, bugbear) and the impo
 lint-imports: $(STAMP)  ## enforce the package import contracts
 	$(VENV)/bin/lint-imports
 
-evaluate: $(STAMP)  ## the model evaluation on ../shared/data/amazon-food-kitchen (minutes)
-	$(VENV)/bin/unistate evaluate
+EVAL_OUT ?= .artifacts/evaluate
+#: dataset:single-scenario targets (single-scenario models where a multi-scenario claim is checked)
+EVAL_RUNS ?= synthetic: amazon-food-kitchen:feed,search tianchi-ecomm:ads movielens:
+
+evaluate: $(STAMP)  ## the default recipe vs baselines on every dataset, and the Tianchi quota study (~1 h on 2 cores)
+	@mkdir -p $(EVAL_OUT)
+	set -o pipefail; for run in $(EVAL_RUNS); do d=$${run%%:*}; single=$${run#*:}; \
+	  $(VENV)/bin/unistate evaluate --dataset $$d --single-scenario $${single//,/ } --no-progress \
+	    --json $(EVAL_OUT)/$$d.json 2>&1 | tee $(EVAL_OUT)/$$d.log | grep -v '^ts=' || exit 1; done
+	set -o pipefail; $(VENV)/bin/unistate evaluate --dataset tianchi-ecomm --quota-study ads --no-progress \
+	  --json $(EVAL_OUT)/tianchi-quota-study.json 2>&1 | tee $(EVAL_OUT)/tianchi-quota-study.log | grep -v '^ts='
 
 clean:  ## remove the virtualenv and build outputs
 	rm -rf $(VENV) build *.egg-info .artifacts .pytest_cache

@@ -54,7 +54,6 @@ class InterestModel(nn.Module):
         d = cfg.d_model
         n_scen = len(cfg.scenarios)
         self.item_emb = nn.Embedding(cfg.n_items if cfg.id_embedding else 2, d, padding_idx=0)
-        nn.init.normal_(self.item_emb.weight, std=0.02)
         if cfg.content_dim:
             table = content if content is not None else torch.zeros(cfg.n_items, cfg.content_dim)
             self.register_buffer("content", table.float().clone())
@@ -65,7 +64,13 @@ class InterestModel(nn.Module):
         self.action_emb = nn.Embedding(len(cfg.actions), d)
         self.gap_emb = nn.Embedding(cfg.n_gap_buckets, d) if cfg.use_time_gap else None
         self.hour_emb = nn.Embedding(24, d) if cfg.use_hour else None
-        self.queries = nn.Parameter(torch.randn(n_scen * cfg.n_queries, d) * 0.02)
+        self.queries = nn.Parameter(torch.randn(n_scen * cfg.n_queries, d) * cfg.embedding_init_std)
+        for emb in (self.item_emb, self.scen_emb, self.action_emb, self.gap_emb, self.hour_emb):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=cfg.embedding_init_std)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()  # padding row
+        self.pool_q = nn.Linear(d, d) if cfg.item_pool else None
         self.register_buffer(
             "query_scen", torch.arange(n_scen).repeat_interleave(cfg.n_queries), persistent=False
         )
@@ -113,9 +118,22 @@ class InterestModel(nn.Module):
         key_bias = (1.0 - keep) * -1e4
         for block in self.blocks:
             x = block(x, key_bias)
-        out = self.head(self.ln_f(x[:, -q.shape[1]:, :]))
-        out = F.normalize(out, dim=-1)
+        h = self.ln_f(x[:, -q.shape[1]:, :])
+        if self.pool_q is not None:
+            h = h + self._pool_items(h, item_idx, mask)
+        out = F.normalize(self.head(h), dim=-1)
         return out.reshape(b, len(cfg.scenarios), cfg.n_queries, cfg.dim)
+
+    def _pool_items(self, h: torch.Tensor, item_idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, S*Q, d]``: per query, an attention-weighted mean of the context items' pre-head
+        representations ``ln_f(item_content)`` (the ones ``item_vectors`` sends through the head);
+        zero for a context without items."""
+        z = self.ln_f(self.item_content(item_idx))  # [B, T, d]
+        has_item = mask * (item_idx > 0).to(mask.dtype)  # [B, T]
+        att = (self.pool_q(h) @ z.transpose(1, 2)) * (1.0 / math.sqrt(z.shape[-1]))
+        att = att + (1.0 - has_item)[:, None, :] * -1e4
+        any_item = (has_item.sum(dim=1, keepdim=True) > 0).to(h.dtype)[:, :, None]  # [B, 1, 1]
+        return (att.softmax(dim=-1) @ z) * any_item
 
     def temperature(self) -> torch.Tensor:
         """Learnable softmax temperature, kept inside [0.01, 1]."""

@@ -18,6 +18,7 @@ from encoders.config import TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import MixingPolicyProtocol, SequenceInput, TextFn, build_inputs
+from encoders.items import cooccurrence_table
 from encoders.model import InterestModel
 
 __all__ = ["CHECKPOINT_NAME", "Sample", "info_nce", "load_checkpoint", "make_samples", "sample_context", "train"]
@@ -143,6 +144,8 @@ def train(
     ``mixing_policy`` (JSON-able) describes the policy; it travels into the checkpoint and
     the export manifest so serving can refuse a different one.
     """
+    if dataset.content is None and config.model.content_dim:  # derived from the training events alone
+        dataset.content = cooccurrence_table(dataset.histories, dataset, config.model.content_dim, config.seed)
     cfg = config.model.with_(n_items=dataset.n_items)
     if dataset.content is not None and cfg.content_dim != dataset.content.shape[1]:
         cfg = cfg.with_(content_dim=int(dataset.content.shape[1]))
@@ -161,16 +164,18 @@ def train(
     rows = [dataset.item_rows(h) for h in dataset.histories]
     cached_text_fn = _cached(text_fn) if text_fn is not None else None
     best, best_epoch, best_state, history = -np.inf, 0, None, []
-    total_steps = config.epochs * max(
-        1, -(-len(make_samples(dataset, config, np.random.default_rng(0))) // config.batch_size)
-    )
+    n_samples = len(make_samples(dataset, config, np.random.default_rng(0)))
+    steps_per_epoch = max(1, -(-n_samples // config.batch_size))
+    epochs = max(config.epochs, min(config.max_epochs, -(-config.min_steps // steps_per_epoch)))
+    total_steps = epochs * steps_per_epoch
+    logger.info("epochs=%d steps_per_epoch=%d total_steps=%d", epochs, steps_per_epoch, total_steps)
     warmup = max(1, total_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / max(total_steps, 1))),
     )
     step = 0
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         model.train()
         samples = make_samples(dataset, config, rng)
         losses = []

@@ -26,6 +26,7 @@ class MetricsSnapshot:
     dead_letters: dict[str, int]  # by reason
     users_updated: int
     publish_refused: int
+    unknown_items: int
     model_calls: int
     commits: int
 
@@ -57,6 +58,10 @@ class WorkerMetrics:
             ["reason"], registry=r)
         self.users_updated = Counter(
             "unistate_users_updated_total", "User embeddings written to Redis.", registry=r)
+        self.unknown_items = Counter(
+            "unistate_unknown_items_total",
+            "Model-input events whose item is outside the model's vocabulary (served as the "
+            "unknown-item row).", registry=r)
         self.publish_refused = Counter(
             "unistate_publish_refused_total",
             "Updates Redis refused because it held a version >= ours.", registry=r)
@@ -90,6 +95,7 @@ class WorkerMetrics:
             dead_letters=self._by_label("unistate_dead_letters_total", "reason"),
             users_updated=int(self._value("unistate_users_updated_total")),
             publish_refused=int(self._value("unistate_publish_refused_total")),
+            unknown_items=int(self._value("unistate_unknown_items_total")),
             model_calls=int(self._value("unistate_recompute_batch_users_count")),
             commits=int(self._value("unistate_commits_total")),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -63,13 +63,18 @@ class Recomputer:
     """
 
     def __init__(
-        self, encoder: EncoderProtocol, policy: MixingPolicyProtocol, max_batch_users: int = 64
+        self, encoder: EncoderProtocol, policy: MixingPolicyProtocol, max_batch_users: int = 64,
+        on_unknown_items: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch_users < 1:
             raise ValueError(f"max_batch_users must be >= 1, got {max_batch_users}")
         self.encoder = encoder
         self.policy = policy
         self.max_batch_users = max_batch_users
+        #: Called with the number of model-input events whose item is outside the model's
+        #: vocabulary (they enter as the learned "unknown item" row): a model due for retraining.
+        self.on_unknown_items = on_unknown_items
+        self._vocabulary: Mapping[str, int] | None = getattr(encoder, "item_index", None)
 
     def chunks(self, sequences: Sequence[UserSequence]) -> list[list[UserSequence]]:
         """``sequences`` split into micro-batches of at most ``max_batch_users``."""
@@ -81,6 +86,9 @@ class Recomputer:
         if not sequences:
             return []
         inputs = [sequence_input(seq, self.policy) for seq in sequences]
+        if self.on_unknown_items is not None and self._vocabulary is not None:
+            known = self._vocabulary
+            self.on_unknown_items(sum(1 for s in inputs for i in s.item_ids if i is not None and i not in known))
         vectors = np.asarray(self.encoder.encode(inputs), dtype=np.float32)
         computed_at_ms = int(time.time() * 1000)
         scenarios = tuple(self.encoder.scenarios)

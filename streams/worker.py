@@ -87,7 +87,8 @@ class Worker:
         self._store = SequenceStore(parts.redis_client, parts.keys, parts.state_config)
         self._publisher = RedisPublisher(parts.redis_client, parts.keys, parts.ttl_s)
         self._dlq = DeadLetterQueue(parts.producer, parts.topics.dlq)
-        self._recomputer = Recomputer(parts.encoder, parts.policy, parts.max_batch_users)
+        self._recomputer = Recomputer(parts.encoder, parts.policy, parts.max_batch_users,
+                                      on_unknown_items=self.metrics.unknown_items.inc)
         self._cache = SequenceCache(parts.state_config.idle_evict_s)
         self._retry = parts.retry
         self.batches = 0

@@ -9,7 +9,7 @@ import numpy as np
 
 from encoders.dataset import EventDataset
 
-__all__ = ["TOPICS", "ad_ids", "feed_item_ids", "generate_events", "item_titles", "synthetic_dataset"]
+__all__ = ["TOPICS", "ad_ids", "feed_item_ids", "generate_events", "item_titles", "planted_items", "synthetic_dataset"]
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "solar": ("solar", "panel", "installation", "inverter", "battery", "roof"),
@@ -131,3 +131,13 @@ def synthetic_dataset(n_users: int, seed: int, mean_events: int = 100) -> EventD
 
     histories = histories_from_wire(generate_events(n_users, seed=seed, mean_events=mean_events))
     return EventDataset.build(histories, extra_items=feed_item_ids() + ad_ids())
+
+
+def planted_items(user_id: str, seed: int = 0) -> set[str]:
+    """Every feed item and ad of the user's planted topics (two core + the emerging one): the
+    ground truth a personalized model's top items should come from."""
+    user = int(user_id.removeprefix("u"))
+    topics = list(TOPICS)
+    chosen = np.random.default_rng([seed, user]).choice(len(topics), size=3, replace=False)  # as _user_events
+    return {item for i in chosen for item in (*(f"it_{topics[i]}_{k}" for k in range(ITEMS_PER_TOPIC)),
+                                               *(f"ad_{topics[i]}_{k}" for k in range(ADS_PER_TOPIC)))}

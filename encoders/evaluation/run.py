@@ -1,0 +1,185 @@
+"""One evaluation for any dataset: baselines, the default recipe, its single-scenario variant and
+the personalization report, all on the same split (``protocol.split_events``)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from encoders.config import TrainConfig
+from encoders.dataset import EventDataset, UserHistory
+from encoders.evaluation.baselines import CooccurrenceKnn, MeanPool, Popularity
+from encoders.evaluation.personalization import personalization_report
+from encoders.evaluation.protocol import Split, split_events
+from encoders.evaluation.ranking import EvalCases, ModelScorer, ScorerProtocol, evaluate_scorer, metrics_from_ranks
+from encoders.features import MixingPolicyProtocol
+from encoders.model import InterestModel
+from encoders.train import load_checkpoint, train
+
+__all__ = ["EvaluationConfig", "Results", "SeenMasked", "repeat_share", "run_evaluation"]
+
+logger = logging.getLogger(__name__)
+KNN_DECAYS = (0.5, 0.7, 0.8, 0.9, 1.0)  # recency weights tried for kNN on the validation users
+#: Below this share of repeated (user, item) events, items already in the context are never the
+#: target, so every scorer ranks them last (MovieLens: nobody rates a movie twice).
+REPEAT_SHARE_TO_MASK = 0.01
+Results = dict[str, dict[str, dict[str, float]]]  # method -> "<scenario> <slice>" -> metric -> value
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to run; the model is ``train`` (the default recipe) for every dataset."""
+
+    train: TrainConfig
+    n_negatives: int = 999
+    max_test_users: int | None = None
+    #: also train one model per listed target scenario on that scenario alone (None: every one)
+    single_scenarios: tuple[str, ...] | None = None
+    seed: int = 0
+
+
+class SeenMasked:
+    """A scorer whose candidates already in the user's context score ``-inf``."""
+
+    def __init__(self, scorer: ScorerProtocol, dataset: EventDataset) -> None:
+        self.scorer, self.dataset = scorer, dataset
+
+    def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
+        s = np.asarray(self.scorer.scores(contexts, columns, scenario), np.float64)
+        col_of = np.full(self.dataset.n_items, -1, np.int64)
+        col_of[columns] = np.arange(len(columns))
+        for r, h in enumerate(contexts):
+            cols = col_of[self.dataset.item_rows(h)]
+            s[r, cols[cols >= 0]] = -np.inf
+        return s
+
+
+def repeat_share(histories: Sequence[UserHistory]) -> float:
+    """Share of events whose item the same user already touched earlier."""
+    repeats = total = 0
+    for h in histories:
+        items = [i for i in h.item_ids if i is not None]
+        total += len(items)
+        repeats += len(items) - len(set(items))
+    return repeats / max(total, 1)
+
+
+def _score(name: str, scorer: ScorerProtocol, cases: Sequence[EvalCases], split: Split, cfg: EvaluationConfig,
+           results: Results) -> None:
+    for c in cases:
+        n_neg = min(cfg.n_negatives, len(c.columns) - 1)
+        ranks = evaluate_scorer(scorer, c, n_negatives=n_neg, seed=cfg.seed)
+        label = split.scenario_names[c.scenario]
+        results.setdefault(name, {})[f"{label} sampled"] = metrics_from_ranks(ranks["sampled"])
+        results[name][f"{label} full"] = metrics_from_ranks(ranks["full"])
+        r = results[name][f"{label} sampled"]
+        logger.info("method=%s scenario=%s NDCG@10=%.4f HR@10=%.4f", name, label, r["NDCG@10"], r["HR@10"])
+
+
+def _mean_val_ndcg(scorer: ScorerProtocol, cases: Sequence[EvalCases], cfg: EvaluationConfig) -> float:
+    return float(np.mean([
+        metrics_from_ranks(evaluate_scorer(scorer, c, min(cfg.n_negatives, len(c.columns) - 1),
+                                           seed=cfg.seed + 1)["sampled"])["NDCG@10"] for c in cases]))
+
+
+def _tuned_knn(split: Split, cfg: EvaluationConfig, wrap) -> ScorerProtocol:  # noqa: ANN001
+    scores = {d: _mean_val_ndcg(wrap(CooccurrenceKnn(split.training, split.dataset, decay=d)), split.val, cfg)
+              for d in KNN_DECAYS}
+    best = max(scores, key=scores.__getitem__)
+    logger.info("knn decay=%s chosen on validation (NDCG@10 %s)", best, {d: round(v, 4) for d, v in scores.items()})
+    return wrap(CooccurrenceKnn(split.training, split.dataset, decay=best))
+
+
+def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, policy: MixingPolicyProtocol | None,
+                 scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path) -> InterestModel:  # noqa: ANN001
+    def eval_fn(model: InterestModel) -> float:
+        return _mean_val_ndcg(wrap(ModelScorer(model, split.dataset, policy, scenarios)), val, cfg)
+
+    model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, eval_fn=eval_fn))
+    return model
+
+
+def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,
+                     results: Results, planted_items: Callable[[str], set[str]] | None = None) -> None:
+    for c in split.test:
+        planted = None
+        if planted_items is not None:
+            planted = [{split.dataset.index[i] for i in planted_items(h.user_id) if i in split.dataset.index}
+                       for h in c.histories]
+        scorer = ModelScorer(model, split.dataset, policy)
+        with torch.no_grad():
+            users = np.concatenate([scorer.interests(c.contexts()[i:i + 512]).numpy()
+                                    for i in range(0, len(c.histories), 512)])
+            items = model.item_vectors(torch.arange(split.dataset.n_items)).numpy()
+        row = personalization_report(users, items, c.columns, planted=planted, scenarios=[c.scenario])[c.scenario]
+        results.setdefault("personalization (unistate)", {})[f"{split.scenario_names[c.scenario]} report"] = row
+
+
+def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...], cfg: EvaluationConfig,
+                   policy: MixingPolicyProtocol | None, work_dir: Path | None = None,
+                   planted_items: Callable[[str], set[str]] | None = None) -> Results:
+    """Baselines, the model (epochs chosen on validation users) and its single-scenario variant.
+
+    ``planted_items`` (synthetic data): a user's ground-truth items, for the planted-interest share.
+    """
+    split = split_events(histories, scenario_names, seed=cfg.seed, max_test_users=cfg.max_test_users,
+                         content_dim=cfg.train.model.content_dim or 64)
+    mask = repeat_share(split.training) < REPEAT_SHARE_TO_MASK
+
+    def wrap(scorer: ScorerProtocol) -> ScorerProtocol:
+        return SeenMasked(scorer, split.dataset) if mask else scorer
+
+    logger.info("repeat_share=%.4f mask_seen=%s", repeat_share(split.training), mask)
+    results: Results = {}
+    train_h = split.training
+    _score("popularity", wrap(Popularity(train_h, split.dataset)), split.test, split, cfg, results)
+    _score("last item (co-occurrence)", wrap(CooccurrenceKnn(train_h, split.dataset, last_only=True)),
+           split.test, split, cfg, results)
+    _score("mean-pool of recent item vectors", wrap(MeanPool(split.dataset.content, split.dataset)),
+           split.test, split, cfg, results)
+    _score("co-occurrence kNN", _tuned_knn(split, cfg, wrap), split.test, split, cfg, results)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(work_dir or tmp)
+        model = _train_model(split, cfg, cfg.train, policy, None, split.val, wrap, work / "model")
+        _score("unistate", wrap(ModelScorer(model, split.dataset, policy)), split.test, split, cfg, results)
+        _personalization(model, split, policy, results, planted_items)
+        wanted = cfg.single_scenarios if cfg.single_scenarios is not None else scenario_names
+        if len(split.test) > 1:
+            for c, v in zip(split.test, split.val, strict=True):
+                s = c.scenario
+                if scenario_names[s] not in wanted:
+                    continue
+                only = tuple(i == s for i in range(len(scenario_names)))
+                tc = replace(cfg.train, scenario_mask=only, input_scenarios=(s,))
+                single = _train_model(split, cfg, tc, policy, (s,), [v], wrap, work / f"single{s}")
+                _score("single-scenario model", wrap(ModelScorer(single, split.dataset, policy, (s,))), [c],
+                       split, cfg, results)
+    return results
+
+
+def run_quota_study(histories: list[UserHistory], scenario_names: tuple[str, ...], cfg: EvaluationConfig,
+                    policies: Sequence[tuple[str, MixingPolicyProtocol]], target: int,
+                    work_dir: Path | None = None) -> Results:
+    """The same recipe trained and scored once per mixing policy, on one target scenario only
+    (RED-Rec's claim: quotas keep a rare scenario's share when the slot budget binds)."""
+    split = split_events(histories, scenario_names, seed=cfg.seed, max_test_users=cfg.max_test_users,
+                         content_dim=cfg.train.model.content_dim or 64)
+    test = [c for c in split.test if c.scenario == target]
+    val = [c for c in split.val if c.scenario == target]
+    mask = repeat_share(split.training) < REPEAT_SHARE_TO_MASK
+
+    def wrap(scorer: ScorerProtocol) -> ScorerProtocol:
+        return SeenMasked(scorer, split.dataset) if mask else scorer
+
+    results: Results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, (name, policy) in enumerate(policies):
+            model = _train_model(split, cfg, cfg.train, policy, None, val, wrap, Path(work_dir or tmp) / f"p{k}")
+            _score(name, wrap(ModelScorer(model, split.dataset, policy)), test, split, cfg, results)
+    return results

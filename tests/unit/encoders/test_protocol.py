@@ -1,0 +1,44 @@
+"""The one evaluation protocol: last event per scenario is the target, targets never train."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from encoders.data.synthetic import synthetic_dataset
+from encoders.evaluation.protocol import split_events, target_positions
+
+SCENARIOS = ("feed", "search", "ads")
+
+
+def test_target_is_the_last_item_event_of_each_scenario() -> None:
+    from encoders.dataset import UserHistory
+
+    h = UserHistory.from_events("u", [(1, "a", None, 0, 1), (2, None, "q", 1, 8), (3, "b", None, 1, 1),
+                                      (4, "c", None, 0, 1), (5, None, "q2", 1, 8)])
+    assert target_positions(h, 3).tolist() == [3, 2, -1]
+
+
+def test_targets_of_validation_and_test_users_never_reach_training() -> None:
+    histories = synthetic_dataset(120, seed=1, mean_events=30).histories
+    split = split_events(histories, SCENARIOS, seed=0, min_users=5, content_dim=8)
+    by_user = {h.user_id: h for h in histories}
+    training = {h.user_id: h for h in split.training}
+    assert {c.scenario for c in split.test} == {0, 1, 2}
+    val_users = {h.user_id for c in split.val for h in c.histories}
+    test_users = {h.user_id for c in split.test for h in c.histories}
+    assert val_users and test_users and not val_users & test_users
+    for cases in split.test + split.val:
+        for h, t in zip(cases.histories, cases.targets, strict=True):
+            assert h.scenario_idx[t] == cases.scenario and h.item_ids[t] is not None
+            full, seen = by_user[h.user_id], training[h.user_id]
+            assert len(seen) < len(full)
+            held = set(target_positions(full, 3).tolist()) - {-1}
+            assert list(seen.ts_ms) == [full.ts_ms[i] for i in range(len(full)) if i not in held]
+    assert np.isin([c.target_rows for c in split.test][0], split.test[0].columns).all()
+
+
+def test_the_split_is_seeded() -> None:
+    histories = synthetic_dataset(60, seed=2, mean_events=20).histories
+    a = split_events(histories, SCENARIOS, seed=5, min_users=5, content_dim=8)
+    b = split_events(histories, SCENARIOS, seed=5, min_users=5, content_dim=8)
+    assert [h.user_id for h in a.val[0].histories] == [h.user_id for h in b.val[0].histories]
