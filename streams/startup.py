@@ -13,7 +13,7 @@ from streams.errors import ConfigurationError
 from streams.recompute import EncoderProtocol
 from streams.topics import TopicNames, check_copartitioned, partition_counts
 
-__all__ = ["check_mixing_policy", "check_startup", "check_vocabulary"]
+__all__ = ["check_mixing_policy", "check_model", "check_topics", "check_vocabulary"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,13 @@ def check_mixing_policy(encoder: EncoderProtocol, policy: MixingPolicyProtocol) 
         )
 
 
-def check_startup(
-    encoder: EncoderProtocol, policy: MixingPolicyProtocol, consumer: Consumer, topics: TopicNames,
-    metadata_timeout_s: float,
-) -> int:
-    """Run every start-up check; returns the (common) partition count of the input topics."""
+def check_model(encoder: EncoderProtocol, policy: MixingPolicyProtocol) -> None:
+    """The model fits the worker: its vocabulary and the mixing policy it was trained with."""
     check_vocabulary(encoder)
     check_mixing_policy(encoder, policy)
+
+
+def check_topics(consumer: Consumer, topics: TopicNames, metadata_timeout_s: float) -> int:
+    """The input topics exist and are co-partitioned; returns their partition count."""
     counts = partition_counts(consumer, topics.inputs, metadata_timeout_s)
     return check_copartitioned(counts, topics)

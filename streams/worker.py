@@ -29,7 +29,7 @@ from streams.notifications import Notification, encode_notification
 from streams.producer import KafkaProducer
 from streams.recompute import EncoderProtocol, Recomputer
 from streams.retry import RetryPolicy
-from streams.startup import check_startup
+from streams.startup import check_model, check_topics
 from streams.topics import TopicNames
 
 __all__ = ["BatchResult", "Worker", "WorkerParts"]
@@ -100,6 +100,7 @@ class Worker:
     def run(self) -> None:
         """Enter every resource in one ExitStack, run the start-up checks, then loop batch by batch."""
         p = self.parts
+        check_model(p.encoder, p.policy)  # before connecting to anything
         with ExitStack() as stack:
             if p.metrics_server is not None:
                 stack.enter_context(p.metrics_server)
@@ -107,7 +108,7 @@ class Worker:
             stack.enter_context(p.producer)
             p.consumer.on_revoke = self._on_revoke
             consumer = stack.enter_context(p.consumer)
-            partitions = check_startup(p.encoder, p.policy, consumer.client, p.topics, p.metadata_timeout_s)
+            partitions = check_topics(consumer.client, p.topics, p.metadata_timeout_s)
             logger.info("worker started topics=%s partitions=%d", list(p.topics.inputs), partitions)
             while not self._stop.is_set():
                 messages = consumer.consume(p.max_batch_messages, p.consume_wait_ms / 1000)

@@ -42,3 +42,19 @@ def test_a_model_trained_with_another_mixing_policy_is_refused() -> None:
         check_mixing_policy(_Artifact({"mixing_policy": trained}), tight)
     with pytest.raises(ConfigurationError, match="trained with mixing policy"):  # a manifest before 0.2
         check_mixing_policy(_Artifact({"selector_config": trained}), tight)
+
+
+def test_a_worker_refuses_a_mismatched_model_before_connecting_to_anything() -> None:
+    from streams.app import build_worker
+    from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
+
+    class Encoder(ShapeEncoder):
+        model_version = "m1"
+
+        def encode(self, sequences: list) -> None:  # never reached
+            raise AssertionError("encoded")
+
+    worker = build_worker(KafkaSettings(bootstrap_servers="127.0.0.1:9"), RedisSettings(url="redis://127.0.0.1:9/0"),
+                          ModelSettings(), WorkerSettings(), encoder=Encoder(actions=ACTIONS[:-1]))
+    with pytest.raises(ConfigurationError, match="vocabulary"):
+        worker.run()  # nothing listens on port 9: reaching Kafka or Redis would hang or fail differently
