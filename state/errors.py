@@ -42,9 +42,12 @@ class InvalidInputError(StateError, ValueError):
 
 @contextmanager
 def translate_redis_errors(operation: str) -> Iterator[None]:
-    """Connection/timeout errors become ``StoreUnavailableError``; other redis errors StateError."""
+    """Connection/timeout errors become ``StoreUnavailableError``; other redis errors (a refused
+    password included: retrying cannot help) ``StateError``."""
     try:
         yield
+    except redis.exceptions.AuthenticationError as exc:  # a ConnectionError, but retrying cannot help
+        raise StateError(f"redis refused authentication during {operation}: {exc}") from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise StoreUnavailableError(f"redis unavailable during {operation}: {exc}") from exc
     except redis.exceptions.RedisError as exc:

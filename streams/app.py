@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -22,7 +23,7 @@ from streams.settings import KafkaSettings, ModelSettings, RedisSettings, Worker
 from streams.topics import TopicNames
 from streams.worker import Worker, WorkerParts
 
-__all__ = ["EXIT_AFTER_PUBLISH_CODE", "build_worker", "load_encoder", "redis_client"]
+__all__ = ["EXIT_AFTER_PUBLISH_CODE", "build_worker", "load_encoder", "redacted", "redis_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,17 @@ def redis_client(settings: RedisSettings) -> redis.Redis | redis.RedisCluster:
             socket_timeout=settings.socket_timeout_s,
             socket_connect_timeout=settings.socket_timeout_s,
         )
-    except redis.exceptions.RedisError as exc:
-        raise RedisUnavailableError(f"cannot reach Redis Cluster at {settings.url}: {exc}") from exc
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+        raise RedisUnavailableError(f"cannot reach Redis Cluster at {redacted(settings.url)}: {exc}") from exc
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe for logs and error messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def load_encoder(settings: ModelSettings) -> EncoderProtocol:

@@ -29,7 +29,8 @@ MAX_QUERY_CHARS = 512
 MAX_DWELL_MS = 86_400_000
 MAX_POSITION = 10_000
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+#: Ids are printable: control characters (NUL, newline, escape, ...) break keys, logs and headers.
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 @dataclass(frozen=True)

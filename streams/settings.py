@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +20,7 @@ __all__ = [
     "RedisSettings",
     "StateSettings",
     "WorkerSettings",
+    "unknown_variables",
 ]
 
 #: librdkafka consumer defaults; ``KafkaSettings.consumer_options`` is merged over them.
@@ -168,3 +171,19 @@ class StateSettings(BaseSettings):
                             bucket_bounds_ms=self.bucket_bounds_ms,
                             bucket_shares=self.bucket_shares,
                             redistribute_unused=self.redistribute_unused)
+
+
+_ALL_SETTINGS: tuple[type[BaseSettings], ...] = (KafkaSettings, RedisSettings, ModelSettings, WorkerSettings,
+                                                 StateSettings)
+
+
+def unknown_variables() -> list[str]:
+    """``UNISTATE_*`` environment variables no setting reads (a typo would otherwise be silently
+    ignored), each with the closest known name when there is one."""
+    known = {f"{cls.model_config['env_prefix']}{name}".upper() for cls in _ALL_SETTINGS
+             for name in cls.model_fields}
+    out = []
+    for name in sorted(n for n in os.environ if n.upper().startswith("UNISTATE_") and n.upper() not in known):
+        close = difflib.get_close_matches(name.upper(), known, n=1)
+        out.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return out

@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from state.errors import StateError
 from streams.cli import demo, model_commands, stream_commands
 from streams.cli.exit_codes import ExitCode
 from streams.errors import ConfigurationError, StreamsError
 from streams.logs import configure_logging
-from streams.settings import WorkerSettings
+from streams.settings import WorkerSettings, unknown_variables
 
 __all__ = ["build_parser", "main"]
 
@@ -43,6 +44,9 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except (ConfigurationError, ValidationError) as exc:
         print(f"unistate: configuration error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
+    except SettingsError as exc:  # e.g. a UNISTATE_* variable that is not valid JSON
+        print(f"unistate: configuration error: {exc} (dicts and lists are JSON)", file=sys.stderr)
+        return ExitCode.CONFIG
     except (StreamsError, StateError) as exc:
         print(f"unistate: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR
@@ -53,9 +57,13 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``unistate`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    unknown = unknown_variables()
+    if unknown:
+        print(f"unistate: unknown UNISTATE_* environment variables: {', '.join(unknown)}", file=sys.stderr)
+        return ExitCode.CONFIG
     try:
         defaults = WorkerSettings()
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         print(f"unistate: bad UNISTATE_WORKER_* settings: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     configure_logging(getattr(args, "log_level", None) or defaults.log_level,

@@ -58,18 +58,29 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import build_worker
+    from streams.worker import Worker
 
-    model = ModelSettings(**_given(args, {"artifact_dir": "artifact_dir"}))
-    state = StateSettings()
-    worker = build_worker(kafka_settings(args), redis_settings(args), model, worker_settings(args),
-                          state_config=state.state_config(), mixing_config=state.mixing_config())
+    running: list[Worker] = []
+    stop_requested = False
 
     def _stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
         logger.info("signal received signum=%d: finishing the current batch", signum)
-        worker.stop()
+        stop_requested = True
+        for worker in running:
+            worker.stop()
 
+    # Handlers first: a SIGTERM while the model loads ends the command cleanly (exit 0).
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        model = ModelSettings(**_given(args, {"artifact_dir": "artifact_dir"}))
+        state = StateSettings()
+        worker = build_worker(kafka_settings(args), redis_settings(args), model, worker_settings(args),
+                              state_config=state.state_config(), mixing_config=state.mixing_config())
+        running.append(worker)
+        if stop_requested:
+            logger.info("stopped during start-up: not consuming")
+            return ExitCode.OK
         worker.run()
     finally:
         for sig, handler in previous.items():

@@ -68,3 +68,55 @@ def test_model_commands_without_the_train_extra_exit_with_an_install_hint(
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "pip install 'unistate[train]'" in err and "torch" in err
+
+
+def test_a_setting_that_is_not_json_exits_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("UNISTATE_STATE_SCENARIO_SLOTS", "{feed: 3")
+    assert main(["inspect", "u1"]) == 2
+    assert "scenario_slots" in capsys.readouterr().err
+
+
+def test_a_misspelled_variable_exits_2_with_a_suggestion(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("UNISTATE_REDIS_UR", "redis://elsewhere:6379/0")
+    assert main(["inspect", "u1"]) == 2
+    assert "did you mean UNISTATE_REDIS_URL?" in capsys.readouterr().err
+
+
+def test_passwords_are_redacted_from_urls() -> None:
+    from streams.app import redacted
+
+    assert redacted("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redacted("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redacted("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_an_unreachable_redis_cluster_is_a_clean_error_without_the_password(capsys) -> None:
+    from streams.app import redis_client
+    from streams.errors import RedisUnavailableError
+    from streams.settings import RedisSettings
+
+    with pytest.raises(RedisUnavailableError) as info:
+        redis_client(RedisSettings(url="redis://:s3cret@127.0.0.1:9/0", cluster=True, socket_timeout_s=0.5))
+    assert "s3cret" not in str(info.value)
+
+
+def test_sigterm_while_the_worker_starts_exits_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    import streams.app
+
+    class NeverRun:
+        def run(self) -> None:
+            raise AssertionError("a stopped worker must not start consuming")
+
+        def stop(self) -> None:
+            pass
+
+    def slow_start(*args: object, **kwargs: object) -> NeverRun:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the model would be loading
+        return NeverRun()
+
+    monkeypatch.setattr(streams.app, "build_worker", slow_start)
+    assert main(["worker"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored

@@ -75,6 +75,9 @@ def test_unknown_fields_are_ignored() -> None:
         ("ads", {**ADS, "action": "like"}, "validation_error"),
         ("ads", {**ADS, "ad_id": b"bytes"}, "validation_error"),
         ("feed", {**FEED, "item_id": "x" * 5000}, "message_too_large"),
+        ("feed", {**FEED, "item_id": "i1\n"}, "validation_error"),
+        ("feed", {**FEED, "event_id": "e\x00"}, "validation_error"),
+        ("ads", {**ADS, "ad_id": "a\x1b[31m"}, "validation_error"),
     ],
 )
 def test_poison_messages_get_a_reason(scenario: str, payload: object, reason: str) -> None:
@@ -117,3 +120,7 @@ def test_docs_mention_every_model_field_and_reason_code() -> None:
     for reason in REASONS:
         assert f"`{reason}`" in text, f"docs/events.md misses reason {reason}"
     assert str(MIN_TS_MS) in text
+
+
+def test_printable_unicode_ids_are_accepted() -> None:
+    assert decode("feed", {**FEED, "item_id": "café-☕ 42"}).item_id == "café-☕ 42"
