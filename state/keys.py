@@ -21,6 +21,10 @@ class RedisKeys:
         """The hash holding one user's vectors, metadata and sequence state."""
         return f"{self.prefix}:user:{user_id}"
 
+    def quarantine(self, user_id: str) -> str:
+        """Where a user's undecodable stored state is kept for inspection (never read back)."""
+        return f"{self.prefix}:quarantine:{user_id}"
+
     def user_pattern(self) -> str:
         """A ``SCAN MATCH`` pattern covering every user key under this prefix."""
         return f"{self.prefix}:user:*"

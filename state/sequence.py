@@ -166,7 +166,7 @@ class UserSequence:
             raise StateFormatError(f"unsupported sequence state format {fmt!r}")
         try:
             return cls._from_doc(doc, config)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StateFormatError(f"malformed sequence state: {exc!r}") from exc
 
     @classmethod

@@ -62,6 +62,10 @@ class WorkerMetrics:
             "unistate_unknown_items_total",
             "Model-input events whose item is outside the model's vocabulary (served as the "
             "unknown-item row).", registry=r)
+        self.states_quarantined = Counter(
+            "unistate_states_quarantined_total",
+            "Stored user states that could not be decoded: kept under the quarantine key, the user "
+            "restarted from an empty sequence.", registry=r)
         self.publish_refused = Counter(
             "unistate_publish_refused_total",
             "Updates Redis refused because it held a version >= ours.", registry=r)

@@ -84,7 +84,8 @@ class Worker:
         self.metrics = parts.metrics
         self._stop = threading.Event()
         self._scenario_of = parts.topics.scenario_of()
-        self._store = SequenceStore(parts.redis_client, parts.keys, parts.state_config)
+        self._store = SequenceStore(parts.redis_client, parts.keys, parts.state_config,
+                                    on_quarantine=lambda _user_id: self.metrics.states_quarantined.inc())
         self._publisher = RedisPublisher(parts.redis_client, parts.keys, parts.ttl_s)
         self._dlq = DeadLetterQueue(parts.producer, parts.topics.dlq)
         self._recomputer = Recomputer(parts.encoder, parts.policy, parts.max_batch_users,

@@ -128,6 +128,38 @@ def test_loaded_version_is_never_below_the_stored_version(
     assert SequenceStore(redis_client, keys).load_many(["u1"])["u1"].version == 4
 
 
+@pytest.mark.parametrize("bad_seq", [b"\xc1 not msgpack", msgpack.packb({"f": 99}), msgpack.packb({"f": 1, "s": 3})])
+def test_an_undecodable_state_is_quarantined_and_the_user_restarts(
+    redis_client: redis.Redis, unique: str, bad_seq: bytes
+) -> None:
+    keys = RedisKeys(unique)
+    good = UserSequence("ok")
+    good.apply(Behavior("e1", "ok", "feed", 1_000, "click", item_id="i1"))
+    publisher = RedisPublisher(redis_client, keys, TTL_S)
+    publisher.publish([update_for("bad", 7), update_for("ok", 1, seq=good)])
+    redis_client.hset(keys.user("bad"), "seq", bad_seq)
+    quarantined: list[str] = []
+    loaded = SequenceStore(redis_client, keys, on_quarantine=quarantined.append).load_many(["bad", "ok"])
+    assert quarantined == ["bad"]
+    assert len(loaded["bad"]) == 0 and loaded["bad"].version == 7  # versions stay monotonic
+    assert loaded["ok"].behaviors() == good.behaviors()
+    kept = redis_client.hgetall(keys.quarantine("bad"))
+    assert kept[b"seq"] == bad_seq and kept[b"ver"] == b"7" and kept[b"reason"]
+    assert redis_client.hget(keys.user("bad"), "seq") is None
+    assert publisher.publish([update_for("bad", 8)]) == [True]  # the user goes on
+    assert SequenceStore(redis_client, keys).load_many(["bad"])["bad"].version == 8
+
+
+def test_a_user_key_of_the_wrong_type_is_quarantined(redis_client: redis.Redis, unique: str) -> None:
+    keys = RedisKeys(unique)
+    redis_client.set(keys.user("u1"), b"not a hash")
+    loaded = SequenceStore(redis_client, keys).load_many(["u1"])
+    assert len(loaded["u1"]) == 0 and loaded["u1"].version == 0
+    assert redis_client.exists(keys.user("u1")) == 0
+    assert redis_client.hget(keys.quarantine("u1"), "dump")
+    assert b"WRONGTYPE" in redis_client.hget(keys.quarantine("u1"), "reason")
+
+
 def test_get_user_returns_every_scenario_and_metadata(
     redis_client: redis.Redis, unique: str
 ) -> None:
