@@ -22,7 +22,7 @@ from state.sequence import ApplyResult, UserSequence
 from state.store import SequenceStore
 from streams.consumer import EventConsumer
 from streams.dlq import DeadLetterQueue
-from streams.errors import PoisonMessageError
+from streams.errors import PoisonMessageError, StreamsError
 from streams.events import EventLimits, decode_event
 from streams.metrics import WorkerMetrics
 from streams.notifications import Notification, encode_notification
@@ -35,6 +35,12 @@ from streams.topics import TopicNames
 __all__ = ["BatchResult", "Worker", "WorkerParts"]
 
 logger = logging.getLogger(__name__)
+
+#: After a refused publish (another worker wrote the user first), the user is reloaded from Redis,
+#: the batch's events re-applied and published again, at most this many rounds; then the batch
+#: fails uncommitted and is redelivered.
+MAX_REFUSED_ROUNDS = 3
+Contributors = dict[str, list[tuple[Message, Behavior]]]
 
 
 @dataclass
@@ -127,7 +133,7 @@ class Worker:
         try:
             decoded = self._decode(messages, result)
             changed, contributors = self._apply(decoded, result)
-            written_at_ms = self._recompute_and_publish(changed, result)
+            written_at_ms = self._recompute_and_publish(changed, contributors, result)
             self.parts.producer.flush()  # notifications and dead letters acknowledged
         except BaseException:
             self._cache = SequenceCache(self.parts.state_config.idle_evict_s)  # may hold unpublished state
@@ -180,17 +186,17 @@ class Worker:
 
     def _apply(
         self, decoded: list[tuple[Message, Behavior]], result: BatchResult
-    ) -> tuple[dict[str, UserSequence], dict[str, list[Message]]]:
+    ) -> tuple[dict[str, UserSequence], Contributors]:
         sequences = self._sequences(list(dict.fromkeys(b.user_id for _, b in decoded)))
         changed: dict[str, UserSequence] = {}
-        contributors: dict[str, list[Message]] = {}
+        contributors: Contributors = {}
         for msg, behavior in decoded:
             seq = sequences[behavior.user_id]
             outcome = seq.apply(behavior)
             self.metrics.events_applied.labels(behavior.scenario, outcome.value).inc()
             if outcome is ApplyResult.ADDED:
                 changed[seq.user_id] = seq
-                contributors.setdefault(seq.user_id, []).append(msg)
+                contributors.setdefault(seq.user_id, []).append((msg, behavior))
             elif outcome is ApplyResult.DUPLICATE:
                 result.duplicates += 1
             else:
@@ -201,10 +207,29 @@ class Worker:
         result.users_changed = len(changed)
         return changed, contributors
 
-    def _recompute_and_publish(self, changed: dict[str, UserSequence], result: BatchResult) -> dict[str, int]:
-        """Encode and publish in micro-batches; returns user → ms when Redis acknowledged."""
+    def _recompute_and_publish(
+        self, changed: dict[str, UserSequence], contributors: Contributors, result: BatchResult
+    ) -> dict[str, int]:
+        """Encode and publish; users whose publish Redis refused are reloaded, get this batch's
+        events again and are published again. Returns user → ms when Redis acknowledged."""
         written_at_ms: dict[str, int] = {}
-        for chunk in self._recomputer.chunks(list(changed.values())):
+        pending = changed
+        for _ in range(MAX_REFUSED_ROUNDS + 1):
+            refused = self._publish(pending, written_at_ms)
+            if not refused:
+                break
+            pending = self._reapply(refused, contributors)
+        else:
+            raise StreamsError(f"publish of users {refused[:5]} refused {MAX_REFUSED_ROUNDS + 1} times "
+                               "(other workers keep writing them); the batch stays uncommitted")
+        result.users_written = len(written_at_ms)
+        self.metrics.users_updated.inc(len(written_at_ms))
+        return written_at_ms
+
+    def _publish(self, pending: dict[str, UserSequence], written_at_ms: dict[str, int]) -> list[str]:
+        """One pass over ``pending`` in micro-batches; returns the users Redis refused."""
+        refused: list[str] = []
+        for chunk in self._recomputer.chunks(list(pending.values())):
             encode_started = time.monotonic()
             updates = self._recomputer.updates(chunk)
             self.metrics.recompute_seconds.observe(time.monotonic() - encode_started)
@@ -216,13 +241,25 @@ class Worker:
                 if ok:
                     self._notify(update)
                     written_at_ms[update.user_id] = now_ms
-                else:  # Redis holds a newer version (another worker): reload next time
-                    self._cache.pop(update.user_id)
+                else:  # Redis holds a newer version: another worker wrote this user meanwhile
+                    refused.append(update.user_id)
                     self.metrics.publish_refused.inc()
-                    logger.warning("publish refused user_id=%s version=%d", update.user_id, update.version)
-        result.users_written = len(written_at_ms)
-        self.metrics.users_updated.inc(len(written_at_ms))
-        return written_at_ms
+                    logger.warning("publish refused user_id=%s version=%d: reloading and re-applying",
+                                   update.user_id, update.version)
+        return refused
+
+    def _reapply(self, user_ids: list[str], contributors: Contributors) -> dict[str, UserSequence]:
+        """Reload ``user_ids`` from Redis and apply this batch's events again; returns the users
+        that still gained an event (the others' events were all written by the other worker)."""
+        for user_id in user_ids:
+            self._cache.pop(user_id)
+        sequences = self._sequences(user_ids)
+        gained = {}
+        for user_id, seq in sequences.items():
+            outcomes = [seq.apply(behavior) for _, behavior in contributors[user_id]]
+            if ApplyResult.ADDED in outcomes:
+                gained[user_id] = seq
+        return gained
 
     def _notify(self, update: UserUpdate) -> None:
         note = Notification(update.user_id, update.version, update.watermark_ms,
@@ -230,9 +267,9 @@ class Worker:
         self.parts.producer.produce(self.parts.topics.updates, key=update.user_id.encode(),
                                     value=encode_notification(note))
 
-    def _observe_latency(self, contributors: dict[str, list[Message]], written_at_ms: dict[str, int]) -> None:
+    def _observe_latency(self, contributors: Contributors, written_at_ms: dict[str, int]) -> None:
         for user_id, at_ms in written_at_ms.items():
-            for msg in contributors.get(user_id, ()):
+            for msg, _ in contributors.get(user_id, ()):
                 ts_type, ts_ms = msg.timestamp()
                 if ts_type and ts_ms > 0:
                     self.metrics.observe_latency(max(at_ms - ts_ms, 0) / 1000)
