@@ -30,7 +30,9 @@ class StateConfig(BaseModel):
     ``buffer_capacity`` is per scenario (a scenario left out keeps no events); when a buffer is
     full the oldest event (by ``ts_ms``) is dropped. An event older than
     ``watermark_ms - allowed_lateness_ms`` is rejected as too late. ``recent_ids_capacity`` bounds
-    the set of recently applied event ids that dedupes beyond what the buffers still hold.
+    the set of recently applied event ids that dedupes beyond what the buffers still hold. A
+    worker's in-memory cache of sequences holds at most ``cache_max_bytes`` (estimated; least
+    recently used users leave first) and drops users idle for ``idle_evict_s``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -40,6 +42,7 @@ class StateConfig(BaseModel):
     )
     allowed_lateness_ms: int = Field(default=DAY_MS, ge=0)
     idle_evict_s: float = Field(default=600.0, gt=0)
+    cache_max_bytes: int = Field(default=512 * 1024**2, gt=0)
     recent_ids_capacity: int = Field(default=1024, ge=0)
 
     @field_validator("buffer_capacity")

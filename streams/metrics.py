@@ -85,6 +85,8 @@ class WorkerMetrics:
             "unistate_redis_retries_total", "Redis operations retried after an error.", registry=r)
         self.cached_users = Gauge(
             "unistate_cached_users", "User sequences held in memory.", registry=r)
+        self.cached_bytes = Gauge(
+            "unistate_cached_bytes", "Estimated memory of the cached user sequences.", registry=r)
         self._latency_samples_s: deque[float] = deque(maxlen=latency_samples)
 
     def observe_latency(self, seconds: float) -> None:

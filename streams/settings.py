@@ -152,6 +152,7 @@ class StateSettings(BaseSettings):
     buffer_capacity: dict[str, int] = Field(default_factory=lambda: dict(_STATE.buffer_capacity))
     allowed_lateness_ms: int = _STATE.allowed_lateness_ms
     idle_evict_s: float = _STATE.idle_evict_s
+    cache_max_bytes: int = _STATE.cache_max_bytes
     recent_ids_capacity: int = _STATE.recent_ids_capacity
     scenario_slots: dict[str, int] = Field(default_factory=lambda: dict(_MIXING.scenario_slots))
     bucket_bounds_ms: tuple[int, ...] = _MIXING.bucket_bounds_ms
@@ -163,6 +164,7 @@ class StateSettings(BaseSettings):
         return StateConfig(buffer_capacity=self.buffer_capacity,
                            allowed_lateness_ms=self.allowed_lateness_ms,
                            idle_evict_s=self.idle_evict_s,
+                           cache_max_bytes=self.cache_max_bytes,
                            recent_ids_capacity=self.recent_ids_capacity)
 
     def mixing_config(self) -> MixingConfig:

@@ -96,9 +96,13 @@ class Worker:
         self._dlq = DeadLetterQueue(parts.producer, parts.topics.dlq)
         self._recomputer = Recomputer(parts.encoder, parts.policy, parts.max_batch_users,
                                       on_unknown_items=self.metrics.unknown_items.inc)
-        self._cache = SequenceCache(parts.state_config.idle_evict_s)
+        self._cache = self._new_cache()
         self._retry = parts.retry
         self.batches = 0
+
+    def _new_cache(self) -> SequenceCache:
+        config = self.parts.state_config
+        return SequenceCache(config.idle_evict_s, config.cache_max_bytes)
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return."""
@@ -123,7 +127,8 @@ class Worker:
                     self.process(messages)
                     self.batches += 1
                 self.metrics.cached_users.set(len(self._cache))
-                self._cache.evict_idle()
+                self._cache.evict()
+                self.metrics.cached_bytes.set(self._cache.total_bytes)
         logger.info("worker stopped batches=%d", self.batches)
 
     def process(self, messages: list[Message]) -> BatchResult:
@@ -136,7 +141,7 @@ class Worker:
             written_at_ms = self._recompute_and_publish(changed, contributors, result)
             self.parts.producer.flush()  # notifications and dead letters acknowledged
         except BaseException:
-            self._cache = SequenceCache(self.parts.state_config.idle_evict_s)  # may hold unpublished state
+            self._cache = self._new_cache()  # may hold unpublished state
             raise
         self._observe_latency(contributors, written_at_ms)
         if self.parts.fault_after_publish is not None:
@@ -276,4 +281,4 @@ class Worker:
 
     def _on_revoke(self, partitions: list[object]) -> None:
         """Partitions move to another member: forget cached users (Redis has their state)."""
-        self._cache = SequenceCache(self.parts.state_config.idle_evict_s)
+        self._cache = self._new_cache()
