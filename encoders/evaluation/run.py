@@ -113,9 +113,10 @@ def _personalization(model: InterestModel, split: Split, policy: MixingPolicyPro
             planted = [{split.dataset.index[i] for i in planted_items(h.user_id) if i in split.dataset.index}
                        for h in c.histories]
         scorer = ModelScorer(model, split.dataset, policy)
+        contexts = c.contexts()
         with torch.no_grad():
-            users = np.concatenate([scorer.interests(c.contexts()[i:i + 512]).numpy()
-                                    for i in range(0, len(c.histories), 512)])
+            users = np.concatenate([scorer.interests(contexts[i:i + 512]).numpy()
+                                    for i in range(0, len(contexts), 512)])
             items = model.item_vectors(torch.arange(split.dataset.n_items)).numpy()
         row = personalization_report(users, items, c.columns, planted=planted, scenarios=[c.scenario])[c.scenario]
         results.setdefault("personalization (unistate)", {})[f"{split.scenario_names[c.scenario]} report"] = row
