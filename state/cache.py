@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 
+from state.config import DEFAULT_CACHE_MAX_BYTES
 from state.sequence import UserSequence
 
 __all__ = ["SequenceCache"]
@@ -24,7 +25,7 @@ class SequenceCache:
     Times are ``time.monotonic()`` seconds unless the caller passes ``now_s`` (non-decreasing).
     """
 
-    def __init__(self, idle_evict_s: float = 600.0, max_bytes: int = 512 * 1024**2) -> None:
+    def __init__(self, idle_evict_s: float = 600.0, max_bytes: int = DEFAULT_CACHE_MAX_BYTES) -> None:
         if idle_evict_s <= 0 or max_bytes <= 0:
             raise ValueError(f"idle_evict_s and max_bytes must be > 0, got {idle_evict_s}, {max_bytes}")
         self.idle_evict_s = idle_evict_s

@@ -8,10 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from state.records import SCENARIOS
 
-__all__ = ["DAY_MS", "HOUR_MS", "MixingConfig", "StateConfig"]
+__all__ = ["DAY_MS", "DEFAULT_CACHE_MAX_BYTES", "HOUR_MS", "MixingConfig", "StateConfig"]
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+#: A worker's in-memory sequence cache bound: ~2,500 full users at ~207 KB each.
+DEFAULT_CACHE_MAX_BYTES = 512 * 1024**2
 
 
 def _check_scenario_keys(value: dict[str, int], what: str) -> dict[str, int]:
@@ -42,7 +44,7 @@ class StateConfig(BaseModel):
     )
     allowed_lateness_ms: int = Field(default=DAY_MS, ge=0)
     idle_evict_s: float = Field(default=600.0, gt=0)
-    cache_max_bytes: int = Field(default=512 * 1024**2, gt=0)
+    cache_max_bytes: int = Field(default=DEFAULT_CACHE_MAX_BYTES, gt=0)
     recent_ids_capacity: int = Field(default=1024, ge=0)
 
     @field_validator("buffer_capacity")

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["cross_user_cosine", "format_report", "personalization_report", "topk_lists"]
+__all__ = ["cross_user_cosine", "personalization_report", "topk_lists"]
 
 Columns = np.ndarray | Sequence[np.ndarray] | Mapping[int, np.ndarray]
 
@@ -113,13 +113,3 @@ def personalization_report(
             row["planted_chance"] = float(np.mean(chance))
         out[int(s)] = row
     return out
-
-
-def format_report(report: Mapping[int, Mapping[str, float]], names: Sequence[str] | None = None) -> str:
-    """Markdown table, one row per scenario."""
-    keys = [k for k in next(iter(report.values())) if k != "top1_item"]
-    lines = ["| scenario | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-    for s, row in report.items():
-        name = names[s] if names is not None else str(s)
-        lines.append(f"| {name} | " + " | ".join(f"{row[key]:.3f}" for key in keys) + " |")
-    return "\n".join(lines)

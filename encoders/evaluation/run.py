@@ -107,17 +107,16 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
 
 def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,
                      results: Results, planted_items: Callable[[str], set[str]] | None = None) -> None:
+    scorer = ModelScorer(model, split.dataset, policy)
+    with torch.no_grad():
+        items = model.item_vectors(torch.arange(split.dataset.n_items)).numpy()
     for c in split.test:
         planted = None
         if planted_items is not None:
             planted = [{split.dataset.index[i] for i in planted_items(h.user_id) if i in split.dataset.index}
                        for h in c.histories]
-        scorer = ModelScorer(model, split.dataset, policy)
         contexts = c.contexts()
-        with torch.no_grad():
-            users = np.concatenate([scorer.interests(contexts[i:i + 512]).numpy()
-                                    for i in range(0, len(contexts), 512)])
-            items = model.item_vectors(torch.arange(split.dataset.n_items)).numpy()
+        users = np.concatenate([scorer.interests(contexts[i:i + 512]).numpy() for i in range(0, len(contexts), 512)])
         row = personalization_report(users, items, c.columns, planted=planted, scenarios=[c.scenario])[c.scenario]
         results.setdefault("personalization (unistate)", {})[f"{split.scenario_names[c.scenario]} report"] = row
 
