@@ -11,9 +11,11 @@ __all__ = [
     "F_D",
     "F_FMT",
     "F_MV",
+    "F_NV",
     "F_Q",
     "F_SEQ",
     "F_VER",
+    "F_WID",
     "F_WM",
     "LAYOUT_VERSION",
     "VECTOR_DTYPE",
@@ -34,6 +36,8 @@ F_MV = "mv"  # model version, UTF-8
 F_Q = "q"  # query tokens per scenario, decimal
 F_D = "d"  # embedding dimension, decimal
 F_SEQ = "seq"  # msgpack UserSequence state
+F_WID = "wid"  # id of the write that stored this version (recognises a retried write as its own)
+F_NV = "nv"  # the version whose update notification the broker acknowledged, decimal
 
 #: Vectors are little-endian float32, row-major ``[Q, D]``.
 VECTOR_DTYPE = np.dtype("<f4")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import enum
 import heapq
+import zlib
 from typing import Any
 
 import msgpack
@@ -14,10 +15,14 @@ from state.config import StateConfig
 from state.errors import InvalidInputError, StateFormatError
 from state.records import SCENARIOS, Behavior
 
-__all__ = ["FORMAT_VERSION", "ApplyResult", "UserSequence"]
+__all__ = ["FORMAT_VERSION", "ApplyResult", "UserSequence", "fingerprint"]
 
 #: Version of the msgpack layout written by ``UserSequence.to_bytes`` (docs/redis-format.md).
-FORMAT_VERSION = 1
+#: Version 1 (ids only in the id memory, no applied offsets) is still read.
+FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, 2)
+
+_UNKNOWN_CONTENT = -1  # fingerprint of ids read from format 1, which kept no content
 
 _SCENARIO_INDEX = {name: i for i, name in enumerate(SCENARIOS)}
 
@@ -28,17 +33,40 @@ class ApplyResult(enum.Enum):
     ADDED = "added"
     DUPLICATE = "duplicate"
     TOO_LATE = "too_late"
+    #: The ``event_id`` was applied before with other content: a producer bug, dead-lettered.
+    CONFLICT = "conflict"
+    #: Older than every id the memory still holds and not buffered: it cannot be told from a
+    #: duplicate, so it is not applied (replays of long histories must not re-add old events).
+    STALE = "stale"
 
 
 def _ts_key(b: Behavior) -> int:
     return b.ts_ms
 
 
+def fingerprint(b: Behavior) -> int:
+    """A stable 32-bit checksum of everything but the ids: tells a redelivery from an id reused
+    for another event."""
+    content = f"{b.scenario}\x1f{b.ts_ms}\x1f{b.action}\x1f{b.item_id}\x1f{b.text}\x1f{b.dwell_ms}"
+    return zlib.crc32(content.encode("utf-8", "surrogatepass"))
+
+
 class UserSequence:
     """Per-scenario buffers of ``Behavior`` sorted by ``ts_ms`` (equal times keep arrival order).
 
-    A full buffer drops its oldest event. An ``event_id`` already held in a buffer or among the
-    last ``recent_ids_capacity`` applied ids is a duplicate. ``watermark_ms`` is the largest event
+    A full buffer drops its oldest event. Dedupe has two layers:
+
+    - **Redelivery is exact.** Callers pass where an event came from (``source``, e.g. topic and
+      partition) and its ``offset``; the highest applied offset per source is kept, and an event
+      at or below it (and not newer than its scenario's watermark) is a duplicate without
+      touching the id memory, so a replay of a whole partition cannot cascade.
+    - **Producer duplicates** (same ``event_id`` sent twice) are caught by a memory of the
+      ``recent_ids_capacity`` newest applied ids, with a fingerprint of each event's content: the
+      same id with other content is a ``CONFLICT``. The memory forgets the oldest event *times*
+      first; an unbuffered event not newer than the newest forgotten time is ``STALE`` (it may be
+      a forgotten duplicate), so re-sent old ids never push real ids out.
+
+    ``watermark_ms`` is the largest event
     time accepted. Lateness is judged per scenario, because each scenario arrives on its own
     topic: an event older than its scenario's largest accepted time minus
     ``allowed_lateness_ms`` is too late. (Judged against the user's overall watermark, the skew
@@ -54,12 +82,15 @@ class UserSequence:
         self._scenario_watermark_ms: dict[str, int] = {}
         self._buffers: dict[str, list[Behavior]] = {s: [] for s in SCENARIOS}
         self._buffer_ids: set[str] = set()
-        self._recent_ids: dict[str, None] = {}  # insertion-ordered set, oldest first
+        self._id_memory: dict[str, tuple[int, int]] = {}  # event_id -> (ts_ms, fingerprint)
+        self._id_heap: list[tuple[int, str]] = []  # (ts_ms, event_id), oldest time on top
+        self._forgotten_ms = -1  # newest event time the id memory has forgotten
+        self._applied_offsets: dict[str, int] = {}  # source -> highest applied offset
 
     def approx_bytes(self) -> int:
         """Estimated memory of this sequence in a worker (measured: ~350 B an event, ~80 B a
         remembered id, ~2 KB fixed), for the cache's byte bound."""
-        return 2048 + 350 * len(self) + 80 * len(self._recent_ids)
+        return 2048 + 350 * len(self) + 120 * len(self._id_memory)
 
     def __len__(self) -> int:
         return len(self._buffer_ids)
@@ -70,13 +101,14 @@ class UserSequence:
             f"watermark_ms={self.watermark_ms}, counts={self.counts()})"
         )
 
-    def apply(self, behavior: Behavior) -> ApplyResult:
-        """Insert ``behavior`` by event time unless it is a duplicate or too late.
+    def apply(self, behavior: Behavior, source: str | None = None, offset: int = -1) -> ApplyResult:
+        """Insert ``behavior`` by event time unless it is a duplicate, a conflict, stale or too late.
 
-        Lateness is judged against the event-time watermark, never the wall clock, so a replay
-        decides the same way.
-        An event older than everything in a full buffer is still ``ADDED`` (its id is remembered
-        for dedupe) although it is dropped at once by the capacity bound.
+        ``source``/``offset`` (optional) say where the event was read (e.g. ``"feed/3"`` and its
+        Kafka offset) for exact redelivery dedupe. Lateness is judged against the event-time
+        watermark, never the wall clock, so a replay decides the same way. An event older than
+        everything in a full buffer is still ``ADDED`` (its id is remembered for dedupe)
+        although it is dropped at once by the capacity bound.
         """
         if behavior.user_id != self.user_id:
             raise InvalidInputError(
@@ -85,12 +117,19 @@ class UserSequence:
         buffer = self._buffers.get(behavior.scenario)
         if buffer is None:
             raise InvalidInputError(f"unknown scenario {behavior.scenario!r}")
-        if behavior.event_id in self._buffer_ids or behavior.event_id in self._recent_ids:
-            return ApplyResult.DUPLICATE
         scenario_watermark_ms = self._scenario_watermark_ms.get(behavior.scenario, 0)
+        if source is not None:
+            applied = self._applied_offsets.get(source, -1)
+            if offset <= applied and behavior.ts_ms <= scenario_watermark_ms:
+                return ApplyResult.DUPLICATE  # redelivered: this source's offset was applied
+            if offset > applied:
+                self._applied_offsets[source] = offset
+        outcome = self._check_id(behavior)
+        if outcome is not None:
+            return outcome
         if behavior.ts_ms < scenario_watermark_ms - self.config.allowed_lateness_ms:
             return ApplyResult.TOO_LATE
-        self._remember(behavior.event_id)
+        self._remember(behavior)
         self.watermark_ms = max(self.watermark_ms, behavior.ts_ms)
         self._scenario_watermark_ms[behavior.scenario] = max(scenario_watermark_ms, behavior.ts_ms)
         capacity = self.config.capacity(behavior.scenario)
@@ -102,13 +141,29 @@ class UserSequence:
             self._buffer_ids.discard(buffer.pop(0).event_id)
         return ApplyResult.ADDED
 
-    def _remember(self, event_id: str) -> None:
+    def _check_id(self, behavior: Behavior) -> ApplyResult | None:
+        """The id memory's verdict, or ``None`` when the event is new."""
+        remembered = self._id_memory.get(behavior.event_id)
+        if remembered is not None:
+            ts_ms, fp = remembered
+            same = fp == _UNKNOWN_CONTENT or (ts_ms, fp) == (behavior.ts_ms, fingerprint(behavior))
+            return ApplyResult.DUPLICATE if same else ApplyResult.CONFLICT
+        if behavior.event_id in self._buffer_ids:
+            return ApplyResult.DUPLICATE
+        if behavior.ts_ms <= self._forgotten_ms:
+            return ApplyResult.STALE
+        return None
+
+    def _remember(self, behavior: Behavior) -> None:
         limit = self.config.recent_ids_capacity
         if limit == 0:
             return
-        self._recent_ids[event_id] = None
-        while len(self._recent_ids) > limit:
-            del self._recent_ids[next(iter(self._recent_ids))]
+        self._id_memory[behavior.event_id] = (behavior.ts_ms, fingerprint(behavior))
+        heapq.heappush(self._id_heap, (behavior.ts_ms, behavior.event_id))
+        while len(self._id_memory) > limit:
+            ts_ms, event_id = heapq.heappop(self._id_heap)
+            del self._id_memory[event_id]
+            self._forgotten_ms = max(self._forgotten_ms, ts_ms)
 
     def bump_version(self) -> int:
         """Raise the version by one (the publisher path does this) and return the new value."""
@@ -151,7 +206,9 @@ class UserSequence:
                 for s, buf in self._buffers.items()
                 if buf
             },
-            "r": list(self._recent_ids),
+            "r": [[event_id, ts_ms, fp] for event_id, (ts_ms, fp) in self._id_memory.items()],
+            "fm": self._forgotten_ms,
+            "o": self._applied_offsets,
         }
         return msgpack.packb(doc, use_bin_type=True)
 
@@ -166,7 +223,7 @@ class UserSequence:
             doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
             raise StateFormatError(f"sequence state is not valid msgpack: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("f") != FORMAT_VERSION:
+        if not isinstance(doc, dict) or doc.get("f") not in _READABLE_FORMATS:
             fmt = doc.get("f") if isinstance(doc, dict) else type(doc).__name__
             raise StateFormatError(f"unsupported sequence state format {fmt!r}")
         try:
@@ -195,7 +252,22 @@ class UserSequence:
             kept = items[max(0, len(items) - capacity) :] if capacity else []
             seq._buffers[scenario] = kept
             seq._buffer_ids.update(b.event_id for b in kept)
-        limit = seq.config.recent_ids_capacity
-        recent = doc["r"][-limit:] if limit else []
-        seq._recent_ids = dict.fromkeys(str(event_id) for event_id in recent)
+        seq._applied_offsets = {str(k): int(v) for k, v in doc.get("o", {}).items()}
+        seq._forgotten_ms = int(doc.get("fm", -1))
+        if doc["f"] == 1:  # ids only: their times and content are unknown (-1), forgotten first
+            rows = [(str(event_id), -1, _UNKNOWN_CONTENT) for event_id in doc["r"]]
+        else:
+            rows = [(str(event_id), int(ts), int(fp)) for event_id, ts, fp in doc["r"]]
+        seq._restore_ids(rows)
         return seq
+
+    def _restore_ids(self, rows: list[tuple[str, int, int]]) -> None:
+        limit = self.config.recent_ids_capacity
+        if len(rows) > limit:  # a smaller memory than the state was written with: forget the oldest
+            by_time = sorted(rows, key=lambda row: row[1])
+            cut = by_time[len(rows) - limit - 1][1]
+            self._forgotten_ms = max(self._forgotten_ms, cut)
+            rows = [row for row in rows if row[1] > cut]
+        self._id_memory = {event_id: (ts, fp) for event_id, ts, fp in rows}
+        self._id_heap = [(ts, event_id) for event_id, ts, _ in rows]
+        heapq.heapify(self._id_heap)

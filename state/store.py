@@ -5,18 +5,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 
 from state.config import StateConfig
 from state.errors import StateFormatError, translate_redis_errors
 from state.keys import RedisKeys
-from state.layout import F_SEQ, F_VER, decode_int
+from state.layout import F_AT, F_MV, F_NV, F_SEQ, F_VER, F_WM, decode_int
 from state.sequence import UserSequence
 
-__all__ = ["SequenceStore"]
+__all__ = ["SequenceStore", "StoredVersion"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A published version whose update notification was never acknowledged (``nv`` < ``ver``)."""
+
+    user_id: str
+    version: int
+    watermark_ms: int
+    computed_at_ms: int
+    model_version: str
 
 
 class SequenceStore:
@@ -25,12 +37,16 @@ class SequenceStore:
     def __init__(
         self, client: redis.Redis, keys: RedisKeys, config: StateConfig | None = None,
         on_quarantine: Callable[[str], None] | None = None,
+        on_unnotified: Callable[[StoredVersion], None] | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
         self.config = config or StateConfig()
         #: Called with the user id of each stored state that could not be decoded.
         self.on_quarantine = on_quarantine
+        #: Called for each loaded user whose stored version was never notified (see
+        #: ``RedisPublisher.mark_notified``), so the caller can notify it again.
+        self.on_unnotified = on_unnotified
 
     def load_many(self, user_ids: list[str]) -> dict[str, UserSequence]:
         """Sequences of the users that have a stored state; absent users are absent here.
@@ -49,7 +65,7 @@ class SequenceStore:
         with translate_redis_errors("load_many"):
             pipe = self._client.pipeline(transaction=False)
             for user_id in unique_ids:
-                pipe.hmget(self._keys.user(user_id), [F_SEQ, F_VER])
+                pipe.hmget(self._keys.user(user_id), [F_SEQ, F_VER, F_NV, F_WM, F_AT, F_MV])
             rows = pipe.execute(raise_on_error=False)
         loaded: dict[str, UserSequence] = {}
         for user_id, row in zip(unique_ids, rows, strict=True):
@@ -59,15 +75,32 @@ class SequenceStore:
             if isinstance(row, Exception):
                 with translate_redis_errors("load_many"):
                     raise row
-            seq_bytes, ver_bytes = row
+            seq_bytes, ver_bytes, *meta = row
             if seq_bytes is None and ver_bytes is None:
                 continue
             try:
                 loaded[user_id] = self._decode(user_id, seq_bytes, ver_bytes)
             except StateFormatError as exc:
                 loaded[user_id] = self._quarantine(user_id, seq_bytes, ver_bytes, exc)
+                continue
+            self._check_notified(user_id, ver_bytes, meta)
         logger.debug("loaded sequences requested=%d found=%d", len(unique_ids), len(loaded))
         return loaded
+
+    def _check_notified(self, user_id: str, ver_bytes: bytes | None, meta: list[bytes | None]) -> None:
+        nv_bytes, wm_bytes, at_bytes, mv_bytes = meta
+        if self.on_unnotified is None or ver_bytes is None or mv_bytes is None:
+            return  # no published vectors (a bare version, e.g. after a quarantine)
+        try:
+            version = decode_int(ver_bytes, F_VER)
+            if decode_int(nv_bytes, F_NV, default=-1) >= version:
+                return
+            stored = StoredVersion(user_id, version, decode_int(wm_bytes, F_WM), decode_int(at_bytes, F_AT),
+                                   mv_bytes.decode("utf-8", "replace"))
+        except StateFormatError as exc:
+            logger.warning("cannot re-notify user_id=%s: %s", user_id, exc)
+            return
+        self.on_unnotified(stored)
 
     def _decode(
         self, user_id: str, seq_bytes: bytes | None, ver_bytes: bytes | None

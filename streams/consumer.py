@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.errors import ConfigurationError, KafkaUnavailableError
+from streams.logs import kafka_client_logger
 
 __all__ = ["EventConsumer", "next_offsets"]
 
@@ -51,6 +52,7 @@ class EventConsumer:
 
     def __enter__(self) -> EventConsumer:
         self._config.setdefault("error_cb", self._on_error)
+        self._config.setdefault("logger", kafka_client_logger())
         try:
             self._consumer = Consumer(self._config)
             self._consumer.subscribe(
@@ -110,6 +112,52 @@ class EventConsumer:
             raise KafkaUnavailableError(f"offset commit failed for {failed}")
         return offsets
 
+    def pause_all(self) -> None:
+        """Stop fetching from every assigned partition (group membership continues)."""
+        self._pause_assigned()
+
+    def poll_paused(self, wait_s: float) -> None:
+        """Serve group callbacks while paused. Messages of partitions assigned meanwhile (and so
+        not paused) are not dropped: their partitions are sought back and paused."""
+        messages = self.consume(100, wait_s)
+        if messages:
+            self.rewind(messages)
+            self._pause_assigned()
+
+    def rewind(self, messages: Sequence[Message]) -> None:
+        """Seek every partition of ``messages`` still assigned back to its first offset there, so
+        the batch is consumed again; partitions assigned elsewhere meanwhile are skipped."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            tp = (str(msg.topic()), int(msg.partition()))
+            first[tp] = min(first.get(tp, int(msg.offset())), int(msg.offset()))
+        assigned = {(tp.topic, tp.partition) for tp in self._assignment()}
+        for (topic, partition), offset in first.items():
+            if (topic, partition) not in assigned:
+                continue
+            try:
+                self.client.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # e.g. revoked between the two calls
+                logger.warning("seek failed topic=%s partition=%d error=%s", topic, partition, exc)
+
+    def resume_all(self) -> None:
+        """Fetch again from every assigned partition."""
+        assignment = self._assignment()
+        if assignment:
+            self.client.resume(assignment)
+
+    def _assignment(self) -> list[TopicPartition]:
+        try:
+            return list(self.client.assignment())
+        except KafkaException as exc:
+            logger.warning("assignment unknown error=%s", exc)
+            return []
+
+    def _pause_assigned(self) -> None:
+        assignment = self._assignment()
+        if assignment:
+            self.client.pause(assignment)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("partitions assigned count=%d partitions=%s", len(partitions),
                     [f"{p.topic}[{p.partition}]" for p in partitions])
@@ -120,4 +168,4 @@ class EventConsumer:
             self.on_revoke(partitions)
 
     def _on_error(self, err: KafkaError) -> None:
-        logger.warning("kafka consumer error code=%s detail=%s", err.name(), err.str())
+        kafka_client_logger().warning("kafka consumer error code=%s detail=%s", err.name(), err.str())

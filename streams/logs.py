@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
 import time
+from collections.abc import Callable
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "RepeatFilter", "configure_logging", "kafka_client_logger"]
+
+#: The logger librdkafka's own lines go to (instead of raw stderr), rate-limited.
+KAFKA_CLIENT_LOGGER = "streams.kafka"
+_NUMBERS = re.compile(r"\d+")
 
 _HANDLER_NAME = "unistate"
 _TEXT_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=\"%(message)s\""
@@ -45,3 +52,41 @@ def configure_logging(level: str = "INFO", fmt: str = "kv") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a message through at most once per ``interval_s``; numbers are ignored when telling
+    messages apart (``Connect to ...:9092 failed (after 3ms)`` is one message). The next line let
+    through says how many similar ones were suppressed."""
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}  # key -> (last emitted at, suppressed since)
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.name}:{record.levelno}:{_NUMBERS.sub('#', record.getMessage())}"
+        now = self._clock()
+        with self._lock:
+            emitted_at, suppressed = self._last.get(key, (None, 0))
+            if emitted_at is not None and now - emitted_at < self.interval_s:
+                self._last[key] = (emitted_at, suppressed + 1)
+                return False
+            if len(self._last) > 10_000:  # bounded: forget everything rather than grow
+                self._last.clear()
+            self._last[key] = (now, 0)
+        if suppressed:
+            record.msg = f"{record.getMessage()} ({suppressed} similar suppressed)"
+            record.args = None
+        return True
+
+
+def kafka_client_logger(interval_s: float = 60.0) -> logging.Logger:
+    """The logger handed to librdkafka (its ``logger`` setting) and used for client errors: one
+    format with every other line, repeats rate-limited."""
+    logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
+    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+        logger.addFilter(RepeatFilter(interval_s))
+    return logger

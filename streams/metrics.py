@@ -83,6 +83,17 @@ class WorkerMetrics:
         self.commits = Counter("unistate_commits_total", "Offset commits.", registry=r)
         self.redis_retries = Counter(
             "unistate_redis_retries_total", "Redis operations retried after an error.", registry=r)
+        self.notifications_resent = Counter(
+            "unistate_notifications_resent_total",
+            "Update notifications sent again for a stored version that was never acknowledged.",
+            registry=r)
+        self.batch_failures = Counter(
+            "unistate_batch_failures_total",
+            "Batches that failed on an unavailable dependency and were rewound for another try, "
+            "by dependency.", ["dependency"], registry=r)
+        self.consumption_paused = Gauge(
+            "unistate_consumption_paused",
+            "1 while consumption is paused because Redis or the broker is away.", registry=r)
         self.cached_users = Gauge(
             "unistate_cached_users", "User sequences held in memory.", registry=r)
         self.cached_bytes = Gauge(

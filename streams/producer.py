@@ -8,6 +8,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.errors import DeliveryError, KafkaUnavailableError
+from streams.logs import kafka_client_logger
 
 __all__ = ["Headers", "KafkaProducer"]
 
@@ -31,6 +32,7 @@ class KafkaProducer:
 
     def __enter__(self) -> KafkaProducer:
         self._config.setdefault("error_cb", self._on_error)
+        self._config.setdefault("logger", kafka_client_logger())
         try:
             self._producer = Producer(self._config)
         except KafkaException as exc:
@@ -87,4 +89,4 @@ class KafkaProducer:
             self.delivered += 1
 
     def _on_error(self, err: KafkaError) -> None:
-        logger.warning("kafka producer error code=%s detail=%s", err.name(), err.str())
+        kafka_client_logger().warning("kafka producer error code=%s detail=%s", err.name(), err.str())

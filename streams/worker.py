@@ -19,13 +19,14 @@ from state.mixing import MixingPolicyProtocol
 from state.publisher import RedisPublisher, UserUpdate
 from state.records import Behavior
 from state.sequence import ApplyResult, UserSequence
-from state.store import SequenceStore
+from state.store import SequenceStore, StoredVersion
 from streams.consumer import EventConsumer
 from streams.dlq import DeadLetterQueue
-from streams.errors import PoisonMessageError, StreamsError
+from streams.errors import KafkaUnavailableError, PoisonMessageError, RedisUnavailableError, StreamsError
 from streams.events import EventLimits, decode_event
 from streams.metrics import WorkerMetrics
 from streams.notifications import Notification, encode_notification
+from streams.outage import OutageBackoff
 from streams.producer import KafkaProducer
 from streams.recompute import EncoderProtocol, Recomputer
 from streams.retry import RetryPolicy
@@ -78,8 +79,10 @@ class BatchResult:
     messages: int = 0
     dead_letters: int = 0
     duplicates: int = 0
+    stale: int = 0
     users_changed: int = 0
     users_written: int = 0
+    notifications_resent: int = 0
 
 
 class Worker:
@@ -91,14 +94,19 @@ class Worker:
         self._stop = threading.Event()
         self._scenario_of = parts.topics.scenario_of()
         self._store = SequenceStore(parts.redis_client, parts.keys, parts.state_config,
-                                    on_quarantine=lambda _user_id: self.metrics.states_quarantined.inc())
+                                    on_quarantine=lambda _user_id: self.metrics.states_quarantined.inc(),
+                                    on_unnotified=self._renotify)
         self._publisher = RedisPublisher(parts.redis_client, parts.keys, parts.ttl_s)
         self._dlq = DeadLetterQueue(parts.producer, parts.topics.dlq)
         self._recomputer = Recomputer(parts.encoder, parts.policy, parts.max_batch_users,
                                       on_unknown_items=self.metrics.unknown_items.inc)
         self._cache = self._new_cache()
         self._retry = parts.retry
+        self._notified: list[tuple[str, int]] = []  # (user, version) notified in this batch
+        self._resent = 0
         self.batches = 0
+        #: False while consumption is paused because Redis or the broker is away (readiness).
+        self.available = True
 
     def _new_cache(self) -> SequenceCache:
         config = self.parts.state_config
@@ -121,40 +129,82 @@ class Worker:
             consumer = stack.enter_context(p.consumer)
             partitions = check_topics(consumer.client, p.topics, p.metadata_timeout_s)
             logger.info("worker started topics=%s partitions=%d", list(p.topics.inputs), partitions)
+            backoff = OutageBackoff()
             while not self._stop.is_set():
                 messages = consumer.consume(p.max_batch_messages, p.consume_wait_ms / 1000)
                 if messages:
-                    self.process(messages)
+                    try:
+                        self.process(messages)
+                    except (RedisUnavailableError, KafkaUnavailableError) as exc:
+                        self._rewind_and_wait(messages, exc, backoff)
+                        continue
                     self.batches += 1
+                    if not self.available:
+                        self._set_available(True, backoff)
                 self.metrics.cached_users.set(len(self._cache))
                 self._cache.evict()
                 self.metrics.cached_bytes.set(self._cache.total_bytes)
         logger.info("worker stopped batches=%d", self.batches)
 
+    def _rewind_and_wait(self, messages: list[Message], error: StreamsError, backoff: OutageBackoff) -> None:
+        """A dependency is away: nothing of the batch was committed. Pause consumption, wait
+        (polling, so the group membership lives on), then seek back to the batch's first offsets
+        so it is consumed again. Partitions lost meanwhile resume from the committed offsets at
+        their new owner; everything already written to Redis is deduplicated there."""
+        dependency = "redis" if isinstance(error, RedisUnavailableError) else "kafka"
+        self.metrics.batch_failures.labels(dependency).inc()
+        self._set_available(False, backoff)
+        consumer = self.parts.consumer
+        wait_s = backoff.next_wait_s()
+        logger.warning("batch failed, consumption paused dependency=%s wait_s=%.1f error=%s",
+                       dependency, wait_s, error)
+        consumer.pause_all()
+        deadline = time.monotonic() + wait_s
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            consumer.poll_paused(min(0.5, max(deadline - time.monotonic(), 0.0)))
+        consumer.rewind(messages)
+        consumer.resume_all()
+
+    def _set_available(self, available: bool, backoff: OutageBackoff) -> None:
+        self.available = available
+        self.metrics.consumption_paused.set(0 if available else 1)
+        if available:
+            backoff.reset()
+            logger.info("dependencies back: consumption resumed")
+
     def process(self, messages: list[Message]) -> BatchResult:
         """Handle one consumed batch end to end; offsets are committed only at the very end."""
         started = time.perf_counter()
         result = BatchResult(messages=len(messages))
+        self._notified, self._resent = [], 0
         try:
             decoded = self._decode(messages, result)
             changed, contributors = self._apply(decoded, result)
             written_at_ms = self._recompute_and_publish(changed, contributors, result)
             self.parts.producer.flush()  # notifications and dead letters acknowledged
+            notified = self._notified
+            self._retry.call("mark_notified", lambda: self._publisher.mark_notified(notified),
+                             self.metrics.redis_retries.inc, stop=self._stop)
         except BaseException:
             self._cache = self._new_cache()  # may hold unpublished state
             raise
+        result.notifications_resent = self._resent
         self._observe_latency(contributors, written_at_ms)
         if self.parts.fault_after_publish is not None:
             self.parts.fault_after_publish()
-        self.parts.consumer.store_and_commit(messages)
+        try:
+            self.parts.consumer.store_and_commit(messages)
+        except KafkaUnavailableError:
+            self._cache = self._new_cache()  # partitions may have moved: Redis is the truth
+            raise
         self.metrics.commits.inc()
         finished = time.perf_counter()
         self.metrics.batch_seconds.observe(finished - started)
         if self.parts.on_batch is not None:
             self.parts.on_batch(messages, result, started, finished)
-        logger.debug("batch done messages=%d dead_letters=%d duplicates=%d changed=%d written=%d",
-                     result.messages, result.dead_letters, result.duplicates,
-                     result.users_changed, result.users_written)
+        logger.debug("batch done messages=%d dead_letters=%d duplicates=%d stale=%d changed=%d written=%d "
+                     "resent=%d", result.messages, result.dead_letters, result.duplicates, result.stale,
+                     result.users_changed, result.users_written, result.notifications_resent)
         return result
 
     def _decode(self, messages: list[Message], result: BatchResult) -> list[tuple[Message, Behavior]]:
@@ -197,13 +247,19 @@ class Worker:
         contributors: Contributors = {}
         for msg, behavior in decoded:
             seq = sequences[behavior.user_id]
-            outcome = seq.apply(behavior)
+            outcome = _apply_message(seq, msg, behavior)
             self.metrics.events_applied.labels(behavior.scenario, outcome.value).inc()
             if outcome is ApplyResult.ADDED:
                 changed[seq.user_id] = seq
                 contributors.setdefault(seq.user_id, []).append((msg, behavior))
             elif outcome is ApplyResult.DUPLICATE:
                 result.duplicates += 1
+            elif outcome is ApplyResult.STALE:
+                result.stale += 1
+            elif outcome is ApplyResult.CONFLICT:
+                detail = (f"event_id={behavior.event_id!r} was applied before with other content "
+                          "(an id reused by the producer); the first event is kept")
+                self._dead_letter(msg, PoisonMessageError("conflicting_event_id", detail, stage="apply"), result)
             else:
                 detail = (f"ts_ms={behavior.ts_ms} is more than allowed_lateness_ms="
                           f"{seq.config.allowed_lateness_ms} older than the user's newest "
@@ -220,7 +276,7 @@ class Worker:
         written_at_ms: dict[str, int] = {}
         pending = changed
         for _ in range(MAX_REFUSED_ROUNDS + 1):
-            refused = self._publish(pending, written_at_ms)
+            refused = self._publish(pending, written_at_ms, contributors)
             if not refused:
                 break
             pending = self._reapply(refused, contributors)
@@ -231,7 +287,8 @@ class Worker:
         self.metrics.users_updated.inc(len(written_at_ms))
         return written_at_ms
 
-    def _publish(self, pending: dict[str, UserSequence], written_at_ms: dict[str, int]) -> list[str]:
+    def _publish(self, pending: dict[str, UserSequence], written_at_ms: dict[str, int],
+                 contributors: Contributors) -> list[str]:
         """One pass over ``pending`` in micro-batches; returns the users Redis refused."""
         refused: list[str] = []
         for chunk in self._recomputer.chunks(list(pending.values())):
@@ -244,7 +301,7 @@ class Worker:
             now_ms = int(time.time() * 1000)
             for update, ok in zip(updates, written, strict=True):
                 if ok:
-                    self._notify(update)
+                    self._notify(update, contributors)
                     written_at_ms[update.user_id] = now_ms
                 else:  # Redis holds a newer version: another worker wrote this user meanwhile
                     refused.append(update.user_id)
@@ -261,16 +318,29 @@ class Worker:
         sequences = self._sequences(user_ids)
         gained = {}
         for user_id, seq in sequences.items():
-            outcomes = [seq.apply(behavior) for _, behavior in contributors[user_id]]
+            outcomes = [_apply_message(seq, msg, behavior) for msg, behavior in contributors[user_id]]
             if ApplyResult.ADDED in outcomes:
                 gained[user_id] = seq
         return gained
 
-    def _notify(self, update: UserUpdate) -> None:
-        note = Notification(update.user_id, update.version, update.watermark_ms,
-                            update.computed_at_ms, update.model_version)
-        self.parts.producer.produce(self.parts.topics.updates, key=update.user_id.encode(),
+    def _notify(self, update: UserUpdate, contributors: Contributors) -> None:
+        scenarios = tuple(dict.fromkeys(b.scenario for _, b in contributors.get(update.user_id, ())))
+        self._send(Notification(update.user_id, update.version, update.watermark_ms,
+                                update.computed_at_ms, update.model_version, scenarios))
+
+    def _renotify(self, stored: StoredVersion) -> None:
+        """A loaded user's stored version was never notified (a crash or broker failure between
+        the Redis write and the acknowledgement): notify it now."""
+        self._send(Notification(stored.user_id, stored.version, stored.watermark_ms,
+                                stored.computed_at_ms, stored.model_version))
+        self._resent += 1
+        self.metrics.notifications_resent.inc()
+        logger.info("notification resent user_id=%s version=%d", stored.user_id, stored.version)
+
+    def _send(self, note: Notification) -> None:
+        self.parts.producer.produce(self.parts.topics.updates, key=note.user_id.encode(),
                                     value=encode_notification(note))
+        self._notified.append((note.user_id, note.version))
 
     def _observe_latency(self, contributors: Contributors, written_at_ms: dict[str, int]) -> None:
         for user_id, at_ms in written_at_ms.items():
@@ -282,3 +352,8 @@ class Worker:
     def _on_revoke(self, partitions: list[object]) -> None:
         """Partitions move to another member: forget cached users (Redis has their state)."""
         self._cache = self._new_cache()
+
+
+def _apply_message(seq: UserSequence, msg: Message, behavior: Behavior) -> ApplyResult:
+    """Apply with the message's scenario and partition as source, so redelivery is exact."""
+    return seq.apply(behavior, f"{behavior.scenario}/{msg.partition()}", int(msg.offset()))

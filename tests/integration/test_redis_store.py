@@ -17,7 +17,7 @@ from state.publisher import RedisPublisher, UserUpdate
 from state.reader import MISSING_AGE_MS, EmbeddingReader
 from state.records import SCENARIOS, Behavior
 from state.sequence import ApplyResult, UserSequence
-from state.store import SequenceStore
+from state.store import SequenceStore, StoredVersion
 from streams.devservers.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -92,6 +92,35 @@ def test_older_or_equal_version_never_replaces_a_newer_one(
     assert EmbeddingReader(redis_client, keys).get(["u1"], "feed").version.tolist() == [10]
 
 
+def test_a_retried_write_is_recognised_as_its_own_not_refused(redis_client: redis.Redis, unique: str) -> None:
+    """A publish whose reply was lost (socket timeout) is retried: Redis already holds it."""
+    publisher = RedisPublisher(redis_client, RedisKeys(unique), TTL_S)
+    update = update_for("u1", 4)
+    assert publisher.publish([update]) == [True]
+    assert publisher.publish([update]) == [True]  # the same write, again
+    assert publisher.publish([update_for("u1", 4)]) == [False]  # another writer's version 4
+
+
+def test_unnotified_versions_are_reported_on_load_until_marked(
+    redis_client: redis.Redis, unique: str
+) -> None:
+    keys = RedisKeys(unique)
+    publisher = RedisPublisher(redis_client, keys, TTL_S)
+    seen: list[StoredVersion] = []
+    store = SequenceStore(redis_client, keys, on_unnotified=seen.append)
+    publisher.publish([update_for("u1", 2), update_for("u2", 7)])
+    store.load_many(["u1", "u2", "nobody"])
+    assert seen == [StoredVersion("u1", 2, 1_002, 2_002, "m2"), StoredVersion("u2", 7, 1_007, 2_007, "m7")]
+    assert publisher.mark_notified([("u1", 2), ("u2", 6)]) == 1  # u2 moved on: not its version
+    seen.clear()
+    store.load_many(["u1", "u2"])
+    assert [s.user_id for s in seen] == ["u2"]
+    publisher.publish([update_for("u1", 3)])  # a new version is not notified yet
+    seen.clear()
+    store.load_many(["u1"])
+    assert [(s.user_id, s.version) for s in seen] == [("u1", 3)]
+
+
 def test_ttl_is_set_and_refreshed_on_write(redis_client: redis.Redis, unique: str) -> None:
     keys = RedisKeys(unique)
     RedisPublisher(redis_client, keys, ttl_s=TTL_S).publish([update_for("u1", 1)])
@@ -115,7 +144,7 @@ def test_sequence_state_persists_and_reloads(redis_client: redis.Redis, unique: 
     restored = loaded["u1"]
     assert restored.behaviors() == seq.behaviors()
     assert restored.version == 1 and restored.watermark_ms == 1_500
-    assert restored.apply(Behavior("e1", "u1", "feed", 1_000, "click")) is ApplyResult.DUPLICATE
+    assert restored.apply(Behavior("e1", "u1", "feed", 1_000, "click", item_id="i1")) is ApplyResult.DUPLICATE
     assert SequenceStore(redis_client, keys).load_many([]) == {}
 
 
@@ -184,7 +213,7 @@ def test_hash_matches_the_documented_layout(redis_client: redis.Redis, unique: s
     RedisPublisher(redis_client, keys, TTL_S).publish([update])
     raw = redis_client.hgetall(f"{unique}:user:u1")
     assert set(raw) == {b"fmt", b"ver", b"wm", b"at", b"mv", b"q", b"d", b"seq",
-                        b"v:feed", b"v:search", b"v:ads"}
+                        b"wid", b"v:feed", b"v:search", b"v:ads"}
     assert (raw[b"fmt"], raw[b"ver"], raw[b"wm"], raw[b"at"]) == (b"1", b"9", b"1009", b"2009")
     assert (raw[b"q"], raw[b"d"], raw[b"mv"]) == (str(Q).encode(), str(D).encode(), b"m9")
     floats = struct.unpack(f"<{Q * D}f", raw[b"v:ads"])

@@ -226,13 +226,22 @@ def test_cli_topics_produce_worker_inspect(
     assert main(["inspect", "nobody", *common]) == 1
 
 
-def test_redis_down_stops_the_worker_without_committing(
+def committed_offsets(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        offsets = consumer.committed([TopicPartition(t, 0) for t in topics], timeout=10)
+    finally:
+        consumer.close()
+    return {tp.topic: tp.offset for tp in offsets if tp.offset >= 0}
+
+
+def test_redis_down_pauses_the_worker_without_committing_and_it_resumes(
     kafka_broker, unique, artifact_dir, encoder
 ) -> None:
     from streams.devservers.servers import start_redis
-    from streams.errors import RedisUnavailableError
 
     own_redis = start_redis()
+    port = own_redis.port
     try:
         kafka, redis_settings = settings_for(kafka_broker.bootstrap, own_redis.url, unique)
         names = make_topics(kafka, partitions=1)
@@ -241,20 +250,24 @@ def test_redis_down_stops_the_worker_without_committing(
         worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact_dir),
                               WorkerSettings(), encoder=encoder)
         client = redis.Redis.from_url(own_redis.url)
-        with pytest.raises(RedisUnavailableError, match="after 2 attempts"), running(worker):
+        with running(worker) as errors:
             wait_for(lambda: stored_counts(client, RedisKeys(unique), "frank"), 60, "frank in Redis")
             client.close()
             own_redis.stop()
             produce(kafka, as_messages(names, [second]))
-            wait_for(lambda: worker.metrics.redis_retries._value.get() >= 1, 30, "a redis retry")
-            wait_for(lambda: not any(t.name == "worker" and t.is_alive() for t in threading.enumerate()),
-                     30, "the worker thread to exit")
+            wait_for(lambda: not worker.available, 30, "consumption paused")
+            assert worker.metrics.consumption_paused._value.get() == 1
+            time.sleep(2)  # the outage lasts: the worker waits, it does not exit
+            assert not errors and any(t.name == "unistate-worker" and t.is_alive() for t in threading.enumerate())
+            # Only the first event's batch is committed while Redis is away.
+            assert committed_offsets(kafka_broker.bootstrap, unique, list(names.inputs)) == {names.feed: 1}
+            own_redis = start_redis(port)  # the same address: the worker's client reconnects
+            client = redis.Redis.from_url(own_redis.url)
+            wait_for(lambda: worker.available, 60, "consumption resumed")
+            # The restarted redis-server kept nothing (no persistence): the second event is there.
+            wait_for(lambda: (stored_counts(client, RedisKeys(unique), "frank") or {}).get("search") == 1,
+                     60, "the second event in Redis")
+        assert worker.metrics.batch_failures.labels("redis")._value.get() >= 1
     finally:
         own_redis.stop()
-    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": unique})
-    try:
-        offsets = consumer.committed([TopicPartition(t, 0) for t in names.inputs], timeout=10)
-    finally:
-        consumer.close()
-    # Only the first event's batch was committed; the second is left for a restart to re-deliver.
-    assert {tp.topic: tp.offset for tp in offsets if tp.offset >= 0} == {names.feed: 1}
+    assert committed_offsets(kafka_broker.bootstrap, unique, list(names.inputs)) == {names.feed: 1, names.search: 1}

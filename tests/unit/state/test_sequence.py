@@ -39,10 +39,42 @@ def test_equal_times_across_scenarios_order_by_scenario_then_arrival() -> None:
 
 def test_duplicate_event_id_is_refused_and_changes_nothing() -> None:
     seq = UserSequence("u1")
-    assert seq.apply(ev("e1", 100)) is ApplyResult.ADDED
-    assert seq.apply(ev("e1", 500, "search")) is ApplyResult.DUPLICATE
-    assert seq.counts()["search"] == 0
+    assert seq.apply(ev("e1", 100, item_id="i1")) is ApplyResult.ADDED
+    assert seq.apply(ev("e1", 100, item_id="i1")) is ApplyResult.DUPLICATE
+    assert seq.counts()["feed"] == 1
     assert seq.watermark_ms == 100
+
+
+@pytest.mark.parametrize("other", [ev("e1", 500, "search"), ev("e1", 100, item_id="i2"),
+                                   ev("e1", 100, item_id="i1", action="like")])
+def test_an_event_id_reused_for_other_content_is_a_conflict(other: Behavior) -> None:
+    seq = UserSequence("u1")
+    seq.apply(ev("e1", 100, item_id="i1"))
+    assert seq.apply(other) is ApplyResult.CONFLICT
+    assert [b.item_id for b in seq.behaviors()] == ["i1"] and seq.watermark_ms == 100
+
+
+def test_redelivered_offsets_are_duplicates_without_touching_the_id_memory() -> None:
+    seq = UserSequence("u1", StateConfig(buffer_capacity={"feed": 2}, recent_ids_capacity=4))
+    for i in range(50):
+        assert seq.apply(ev(f"e{i}", 1000 + i), "feed/0", i) is ApplyResult.ADDED
+    # A whole-partition replay: every event is known by its offset, even long forgotten ones.
+    assert all(seq.apply(ev(f"e{i}", 1000 + i), "feed/0", i) is ApplyResult.DUPLICATE for i in range(50))
+    assert seq.apply(ev("e49", 1049), "feed/0", 49) is ApplyResult.DUPLICATE
+    # A new event at an old offset (a recreated topic) is newer than the watermark: applied.
+    assert seq.apply(ev("fresh", 5000), "feed/0", 3) is ApplyResult.ADDED
+    assert seq.apply(ev("next", 5001), "feed/0", 50) is ApplyResult.ADDED
+
+
+def test_replaying_a_long_history_under_new_offsets_adds_nothing() -> None:
+    """Re-produced events (new offsets, same ids) must not cascade through the bounded memory."""
+    seq = UserSequence("u1", StateConfig(recent_ids_capacity=64))
+    history = [ev(f"e{i}", 1000 + i) for i in range(1000)]
+    for offset, b in enumerate(history):
+        seq.apply(b, "feed/0", offset)
+    outcomes = [seq.apply(b, "feed/0", 1000 + offset) for offset, b in enumerate(history)]
+    assert ApplyResult.ADDED not in outcomes
+    assert outcomes.count(ApplyResult.DUPLICATE) == 256  # the buffered and remembered ones
 
 
 def test_dedupe_remembers_ids_evicted_by_capacity() -> None:
@@ -57,9 +89,11 @@ def test_recent_id_set_is_bounded() -> None:
     seq = UserSequence("u1", StateConfig(buffer_capacity={"feed": 1}, recent_ids_capacity=2))
     for i in range(4):
         seq.apply(ev(f"e{i}", 1000 + i))
-    # e0 left both the buffer and the 2-id recent set, so it is no longer known.
-    assert seq.apply(ev("e0", 2000)) is ApplyResult.ADDED
-    assert seq.apply(ev("e3", 2000)) is ApplyResult.DUPLICATE
+    assert seq.apply(ev("e3", 1003)) is ApplyResult.DUPLICATE
+    # e0 and e1 left both the buffer and the 2-id memory: at their times they may be duplicates.
+    assert seq.apply(ev("e1", 1001)) is ApplyResult.STALE
+    assert seq.apply(ev("new", 1001)) is ApplyResult.STALE
+    assert seq.apply(ev("e0", 2000)) is ApplyResult.ADDED  # newer than anything forgotten
 
 
 def test_capacity_evicts_the_oldest_event_not_the_last_arrived() -> None:
@@ -131,7 +165,7 @@ def test_bytes_round_trip_keeps_everything_including_dedupe_memory() -> None:
     assert restored.version == 1
     assert restored.watermark_ms == 25
     assert restored.behaviors() == seq.behaviors()
-    assert restored.apply(ev("f1", 30)) is ApplyResult.DUPLICATE  # evicted, still remembered
+    assert restored.apply(ev("f1", 10, item_id="i1", dwell_ms=1500)) is ApplyResult.DUPLICATE  # evicted, remembered
     assert restored.to_bytes() == seq.to_bytes()
 
 
@@ -169,3 +203,13 @@ def test_lateness_is_judged_per_scenario_so_topic_skew_in_a_replay_loses_nothing
     restored = UserSequence.from_bytes(seq.to_bytes(), seq.config)
     assert restored.apply(ev("s0", 9 * HOUR_MS, "search")) is ApplyResult.TOO_LATE
     assert restored.watermark_ms == 240 * HOUR_MS
+
+
+def test_format_1_state_is_read_and_its_ids_still_dedupe() -> None:
+    doc = {"f": 1, "u": "u1", "v": 3, "w": 20, "sw": {"feed": 20},
+           "s": {"feed": [["f2", 20, "click", None, None, 0]]}, "r": ["f1", "f2"]}
+    seq = UserSequence.from_bytes(msgpack.packb(doc, use_bin_type=True))
+    assert seq.version == 3 and [b.event_id for b in seq.behaviors()] == ["f2"]
+    assert seq.apply(ev("f1", 10, item_id="anything")) is ApplyResult.DUPLICATE  # content unknown
+    assert seq.apply(ev("f3", 30)) is ApplyResult.ADDED
+    assert UserSequence.from_bytes(seq.to_bytes()).apply(ev("f1", 10)) is ApplyResult.DUPLICATE
