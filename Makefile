@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 # torch is pinned to the CPU build that lies on these machines' disk; an unpinned torch pulls
 # a multi-GB CUDA build. Override for a GPU training box: make TORCH_SPEC='torch==2.13.0' ...
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= cpu,train,parquet,embedded,faust,dev
+EXTRAS ?= cpu,train,parquet,embedded,faust,plot,dev
 
 .PHONY: help venv demo test test-unit test-integration lint lint-imports evaluate bench clean redis-server
 

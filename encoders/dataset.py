@@ -125,6 +125,16 @@ class EventDataset:
         items = sorted({i for i, c in counts.items() if c >= min_count} | set(extra_items))
         return cls(histories=histories, items=items)
 
+    def item_scenario_bits(self) -> np.ndarray:
+        """``[len(items)]`` int64 bitmasks in vocabulary order: bit ``s`` is set when the item occurs
+        in an event of scenario index ``s`` (0: only in ``extra_items``, never seen)."""
+        bits = np.zeros(len(self.items), np.int64)
+        for h in self.histories:
+            rows = self.item_rows(h)
+            known = rows >= FIRST_ITEM_ROW
+            np.bitwise_or.at(bits, rows[known] - FIRST_ITEM_ROW, np.left_shift(1, h.scenario_idx[known]))
+        return bits
+
     def item_rows(self, history: UserHistory) -> np.ndarray:
         """Vocabulary rows of a history's items (0 for none, 1 for unknown)."""
         return np.array(

@@ -12,10 +12,11 @@ import torch
 
 from encoders.errors import ArtifactError
 from encoders.features import input_names
+from encoders.item_index import ITEM_INDEX_NAME, write_item_index
 from encoders.manifest import Manifest, TensorSpec, sha256_file
 from encoders.train import load_checkpoint
 
-__all__ = ["ITEMS_NAME", "ITEM_VECTORS_NAME", "MODEL_NAME", "export"]
+__all__ = ["ITEMS_NAME", "ITEM_INDEX_NAME", "ITEM_VECTORS_NAME", "MODEL_NAME", "export"]
 
 logger = logging.getLogger(__name__)
 MODEL_NAME = "model.onnx"
@@ -27,7 +28,8 @@ _DTYPES = {"item_idx": "int64", "scenario_idx": "int64", "action_idx": "int64", 
 
 def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
     """Write ``model.onnx`` (dynamic batch and sequence axes), ``items.json``,
-    ``item_vectors.npy`` (items in the interest space, row = vocabulary row), the MiniLM text
+    ``item_vectors.npy`` (items in the interest space, row = vocabulary row), ``item_index.json``
+    (ids ↔ rows and the scenarios each item was seen in during training), the MiniLM text
     encoder when the model uses text, and ``manifest.json``; returns the manifest."""
     if not Path(checkpoint_path).is_file():
         raise ArtifactError(f"checkpoint not found: {checkpoint_path}")
@@ -47,7 +49,9 @@ def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
     with torch.no_grad():
         vectors = model.item_vectors(torch.arange(cfg.n_items)).numpy().astype(np.float32)
     np.save(out_dir / ITEM_VECTORS_NAME, vectors)
-    files = {"model": MODEL_NAME, "items": ITEMS_NAME, "item_vectors": ITEM_VECTORS_NAME}
+    write_item_index(out_dir, items, cfg.scenarios, ckpt.get("item_scenarios"))  # None: an older checkpoint
+    files = {"model": MODEL_NAME, "items": ITEMS_NAME, "item_vectors": ITEM_VECTORS_NAME,
+             "item_index": ITEM_INDEX_NAME}
     if cfg.use_text:
         from encoders.text_export import TEXT_MODEL_NAME, TOKENIZER_NAME, export_text_encoder
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,12 @@ class Manifest:
             raise ManifestMismatchError("manifest model_version does not match its model hash")
         return manifest
 
-    def verify_files(self, artifact_dir: Path) -> None:
-        """Fail fast when a listed file is missing or its hash differs."""
+    def verify_files(self, artifact_dir: Path, roles: Iterable[str] | None = None) -> None:
+        """Fail fast when a listed file (of ``roles`` only, when given) is missing or its hash differs."""
+        names = None if roles is None else {self.files[r] for r in roles}
         for name, expected in self.sha256.items():
+            if names is not None and name not in names:
+                continue
             path = Path(artifact_dir) / name
             if not path.is_file():
                 raise ManifestMismatchError(f"artifact file missing: {path}")

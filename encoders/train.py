@@ -231,6 +231,7 @@ def train(
             "train_config": config.to_dict(),
             "state_dict": best_state,
             "items": dataset.items,
+            "item_scenarios": dataset.item_scenario_bits().tolist(),
             "history": history,
             "mixing_policy": mixing_policy,
         },

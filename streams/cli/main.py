@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from encoders.errors import EncoderError
 from state.errors import StateError
 from streams.cli import demo, model_commands, stream_commands
 from streams.cli.exit_codes import ExitCode
@@ -47,7 +48,7 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except SettingsError as exc:  # e.g. a UNISTATE_* variable that is not valid JSON
         print(f"unistate: configuration error: {exc} (dicts and lists are JSON)", file=sys.stderr)
         return ExitCode.CONFIG
-    except (StreamsError, StateError) as exc:
+    except (StreamsError, StateError, EncoderError) as exc:
         print(f"unistate: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR
     except KeyboardInterrupt:

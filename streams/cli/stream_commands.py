@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -14,17 +16,21 @@ from streams.cli.exit_codes import ExitCode
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, StateSettings, WorkerSettings
 from streams.topics import TopicNames, create_topics
 
+if TYPE_CHECKING:
+    from encoders.item_index import ItemIndex
+
 __all__ = ["common_options", "kafka_settings", "redis_settings", "register", "worker_settings"]
 
 logger = logging.getLogger(__name__)
 
 
-def common_options() -> argparse.ArgumentParser:
-    """The connection and logging options every stream command takes."""
+def common_options(kafka: bool = True) -> argparse.ArgumentParser:
+    """The connection and logging options of the stream commands (``kafka=False``: Redis and logs only)."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("connection (override UNISTATE_* environment settings)")
-    g.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (UNISTATE_KAFKA_BOOTSTRAP_SERVERS)")
-    g.add_argument("--topic-prefix", help="topic name prefix (UNISTATE_KAFKA_TOPIC_PREFIX, default 'unistate.')")
+    if kafka:
+        g.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (UNISTATE_KAFKA_BOOTSTRAP_SERVERS)")
+        g.add_argument("--topic-prefix", help="topic name prefix (UNISTATE_KAFKA_TOPIC_PREFIX, default 'unistate.')")
     g.add_argument("--redis-url", help="Redis URL (UNISTATE_REDIS_URL)")
     g.add_argument("--key-prefix", help="Redis key prefix (UNISTATE_REDIS_KEY_PREFIX, default 'unistate')")
     g.add_argument("--log-level", help="log level (UNISTATE_WORKER_LOG_LEVEL, default INFO)")
@@ -114,21 +120,43 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _item_index(args: argparse.Namespace) -> ItemIndex | None:
+    """The exported model's item index; ``None`` when only the default directory was implied and
+    holds no model (a directory given by flag or environment must load)."""
+    from encoders.item_index import ItemIndex
+
+    model = ModelSettings(**_given(args, {"model_dir": "artifact_dir"}))
+    if "artifact_dir" not in model.model_fields_set and not model.artifact_dir.is_dir():
+        return None
+    return ItemIndex.load(model.artifact_dir)
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from state.keys import RedisKeys
     from state.mixing import MixingPolicy
+    from state.reader import EmbeddingReader
     from streams.app import redis_client
-    from streams.cli.inspect import format_report, inspect_user
+    from streams.cli.inspect import build_report, format_report
+    from streams.cli.inspect_plot import plot_timeline, require_matplotlib
 
-    settings = redis_settings(args)
+    if args.plot is not None:
+        try:
+            require_matplotlib()
+        except ModuleNotFoundError as exc:
+            print(f"unistate: {exc}", file=sys.stderr)
+            return ExitCode.ERROR
+    settings, state = redis_settings(args), StateSettings()
+    index = _item_index(args)
     with redis_client(settings) as client:
-        policy = MixingPolicy(StateSettings().mixing_config())
-        lines = inspect_user(client, RedisKeys(settings.key_prefix), policy, args.user,
-                             args.first_values)
-    if lines is None:
-        print(f"user {args.user}: nothing stored under key prefix {settings.key_prefix!r}")
+        emb = EmbeddingReader(client, RedisKeys(settings.key_prefix)).get_user(args.user)
+    if emb is None:
+        print(f"user {args.user}: nothing stored under key prefix {settings.key_prefix!r}", file=sys.stderr)
         return ExitCode.ERROR
-    print(format_report(lines))
+    report = build_report(emb, MixingPolicy(state.mixing_config()), state.state_config(), index,
+                          top=args.top, precision=args.precision)
+    if args.plot is not None:
+        plot_timeline(report, args.plot)
+    print(json.dumps(report, indent=2) if args.json else format_report(report, args.first_values))
     return ExitCode.OK
 
 
@@ -170,11 +198,23 @@ def _add_produce(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("inspect", parents=[common], help="show a user's mixed sequence and vectors",
-                       description="Read USER's state from Redis: the mixed sequence by scenario and "
-                       "time bucket, then the stored vectors' metadata, norms and first values.")
+    del common  # inspect reads Redis and the model only: no Kafka flags
+    p = sub.add_parser("inspect", parents=[common_options(kafka=False)],
+                       help="show a user's mixed sequence, vectors and top items",
+                       description="Read USER's state from Redis (one read of the user's key): the mixed "
+                       "sequence by scenario and time bucket, the stored vectors, and with the exported "
+                       "model the top items per scenario and the sequence's items the model does not know.")
     p.add_argument("user", metavar="USER", help="user id")
-    p.add_argument("--first-values", type=int, default=6, help="vector values shown per query token")
+    g = p.add_argument_group("model and output")
+    g.add_argument("--model-dir", type=Path, help="exported model directory (UNISTATE_MODEL_ARTIFACT_DIR, default "
+                   "models/current; skipped when that default is absent)")
+    g.add_argument("--top", type=int, default=5, help="top items shown per scenario (default 5)")
+    g.add_argument("--precision", type=int, default=4, help="decimals of vector values and scores (default 4)")
+    g.add_argument("--first-values", type=int, default=6, help="vector values shown per query vector in "
+                   "the text report (default 6; --json has them all)")
+    g.add_argument("--json", action="store_true", help="print the report as JSON")
+    g.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the events' timeline by scenario and "
+                   "mixing time bucket (needs matplotlib: pip install 'unistate[plot]')")
     p.set_defaults(handler=_cmd_inspect)
 
 

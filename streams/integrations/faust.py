@@ -6,17 +6,19 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import redis
 
+from encoders.item_index import ItemIndex
 from state.keys import RedisKeys
 from state.reader import EmbeddingReader
 from state.records import SCENARIOS
 from streams.errors import ConfigurationError, PoisonMessageError
+from streams.integrations.targeting import TopItems, rank_users
 from streams.notifications import Notification, decode_notification
 from streams.retry import RetryPolicy
 from streams.topics import TopicNames
@@ -28,10 +30,25 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "streams.integrations.faust needs faust-streaming: pip install 'unistate[faust]'"
     ) from exc
 
-__all__ = ["InterestBatch", "InterestStats", "InterestUpdates", "InterestsCallback", "Notification",
-           "decode_notification", "register_interest_agent"]
+__all__ = ["HeadlessApp", "InterestBatch", "InterestStats", "InterestUpdates", "InterestsCallback",
+           "Notification", "decode_notification", "register_interest_agent"]
 
 logger = logging.getLogger(__name__)
+
+
+class _NoWebBootStrategy(faust.App.BootStrategy):
+    enable_web = False  # wins over ``conf.web_enabled``, which ``faust worker`` sets from --with-web
+
+
+class HeadlessApp(faust.App):
+    """A ``faust.App`` that never starts Faust's web server, so it binds no port (6066).
+
+    ``faust worker`` overwrites ``web_enabled=False`` with its ``--with-web`` default (faust-streaming
+    0.15); this app ignores both, however it is started. A plain ``faust.App`` needs
+    ``faust -A module worker --without-web``.
+    """
+
+    BootStrategy = _NoWebBootStrategy
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +56,8 @@ class InterestBatch:
     """Users whose ``scenario`` vectors changed, with what Redis held when the batch was read.
 
     ``vectors`` is ``[N, Q, D]`` float32 (rows L2-normalised); ``versions``, ``watermark_ms`` and
-    ``age_ms`` (``read time - computed_at_ms``) are int64 ``[N]``, aligned with ``user_ids``.
+    ``age_ms`` (``read time - computed_at_ms``) are int64 ``[N]``, ``model_versions`` the model
+    that computed each user's vectors, all aligned with ``user_ids``.
     """
 
     scenario: str
@@ -48,6 +66,13 @@ class InterestBatch:
     versions: np.ndarray
     watermark_ms: np.ndarray
     age_ms: np.ndarray
+    model_versions: list[str | None]
+
+    def top_items(self, index: ItemIndex, k: int = 10, candidates: Sequence[str] | None = None) -> TopItems:
+        """The batch's users scored against an exported item index in one matrix multiply
+        (``streams.integrations.targeting``; candidates default to the scenario's items)."""
+        return rank_users(index, self.scenario, self.user_ids, self.vectors, self.model_versions,
+                          candidates, k)
 
 
 @dataclass
@@ -116,7 +141,8 @@ class InterestUpdates:
             return None
         batch = InterestBatch(self.scenario, [u for u, k in zip(user_ids, keep, strict=True) if k],
                               result.vectors[keep], result.version[keep],
-                              result.watermark_ms[keep], result.age_ms(self.clock_ms())[keep])
+                              result.watermark_ms[keep], result.age_ms(self.clock_ms())[keep],
+                              [mv for mv, k in zip(result.model_version, keep, strict=True) if k])
         await self.on_interests(batch)
         for user_id, version in zip(batch.user_ids, batch.versions, strict=True):
             self._remember(user_id, int(version))

@@ -164,3 +164,57 @@ def test_a_user_already_delivered_at_that_version_is_not_delivered_again(
     np.testing.assert_array_equal(first.vectors[0], vectors["alice"][SCENARIOS.index("feed")])
     assert second is None and third is None and len(received) == 1
     assert (updates.stats.notifications, updates.stats.stale, updates.stats.delivered) == (4, 3, 1)
+
+
+def test_a_batch_scores_the_exported_items_like_the_targeting_reads(
+    redis_client, unique, tiny_model_dir: Path
+) -> None:
+    from streams.integrations.targeting import ItemIndex, ItemTargeting
+
+    keys, index = RedisKeys(unique), ItemIndex.load(tiny_model_dir)
+    rng = np.random.default_rng(3)
+    for user_id, model_version in (("alice", index.model_version), ("bob", index.model_version),
+                                   ("old", "previous-model")):
+        vectors = rng.standard_normal((len(SCENARIOS), 2, index.dim)).astype(np.float32)
+        update = UserUpdate(user_id, 1, 1_000, 2_000, model_version, SCENARIOS, vectors, b"")
+        assert RedisPublisher(redis_client, keys).publish([update]) == [True]
+
+    async def ignore(batch: InterestBatch) -> None:
+        pass
+
+    updates = InterestUpdates(EmbeddingReader(redis_client, keys), ignore, scenario="ads")
+    batch = asyncio.run(updates.handle([notification(u, 1) for u in ("alice", "bob", "old")]))
+    assert batch is not None and batch.model_versions == [index.model_version] * 2 + ["previous-model"]
+    top = batch.top_items(index, k=4)
+    expected = ItemTargeting(redis_client, keys, index).top_k(["alice", "bob", "old"], "ads", k=4)
+    assert top.ranked == expected.ranked and list(top.ranked) == ["alice", "bob"]
+    assert top.other_model == ["old"] and all(i.startswith("ad_") for r in top.ranked.values() for i, _ in r)
+
+
+def test_the_ad_targeting_example_logs_the_exported_ads_and_binds_no_port(
+    redis_server, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib.util
+    import logging
+
+    from streams.integrations.faust import HeadlessApp
+    from streams.integrations.targeting import ItemIndex
+
+    monkeypatch.setenv("UNISTATE_MODEL_ARTIFACT_DIR", str(tiny_model_dir))
+    monkeypatch.setenv("UNISTATE_REDIS_URL", redis_server.url)
+    path = Path(__file__).parents[2] / "deploy" / "faust_ad_targeting_example.py"
+    spec = importlib.util.spec_from_file_location("faust_ad_targeting_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert isinstance(example.app, HeadlessApp) and list(example.app.boot_strategy.web_server()) == []
+
+    index = ItemIndex.load(tiny_model_dir)
+    ad = next(i for i in index.ids if i.startswith("ad_"))
+    queries = np.stack([index.vectors[index.ids.index(ad)]] * 2)[None]
+    batch = InterestBatch("ads", ["alice"], queries, np.array([3]), np.array([1]), np.array([5]),
+                          [index.model_version])
+    with caplog.at_level(logging.INFO, logger=example.__name__):
+        asyncio.run(example.on_interests(batch))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("top ads")]
+    assert line.startswith("top ads user_id=alice ads=") and line.count(":") == example.TOP_K
+    assert all(entry.split(":")[0].startswith("ad_") for entry in line.split("ads=")[1].split()[0].split(","))

@@ -120,3 +120,21 @@ def test_sigterm_while_the_worker_starts_exits_cleanly(monkeypatch: pytest.Monke
     monkeypatch.setattr(streams.app, "build_worker", slow_start)
     assert main(["worker"]) == 0
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_inspect_help_lists_redis_model_and_output_flags_but_no_kafka_flags(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["inspect", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--redis-url", "--key-prefix", "--log-level", "--model-dir", "--top", "--precision", "--json",
+                 "--plot"):
+        assert flag in out
+    assert "--bootstrap-servers" not in out and "--topic-prefix" not in out
+
+
+def test_inspect_plot_without_matplotlib_exits_1_with_an_install_hint(monkeypatch, tmp_path, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    assert main(["inspect", "u1", "--plot", str(tmp_path / "u1.png")]) == 1
+    assert "pip install 'unistate[plot]'" in capsys.readouterr().err
