@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= cpu,train,parquet,embedded,faust,plot,dev
 
-.PHONY: help venv demo test test-unit test-integration lint lint-imports evaluate bench clean redis-server
+.PHONY: help venv demo test test-faults test-unit test-integration lint lint-imports evaluate bench clean redis-server
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -35,6 +35,9 @@ demo: $(STAMP) redis-server  ## embedded broker + redis, train + export a model,
 
 test: $(STAMP) redis-server lint  ## ruff, import contracts, then unit + integration (real broker and redis)
 	$(PY) -m pytest -q
+
+test-faults: $(STAMP) redis-server  ## the long fault suite: kill -9, zombies, Redis and broker outages, hostile input (~20 min)
+	$(PY) -m pytest -q -m faults tests/faults
 
 test-unit: $(STAMP)  ## unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit

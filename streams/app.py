@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,10 +67,28 @@ def load_encoder(settings: ModelSettings) -> EncoderProtocol:
         raise ConfigurationError(f"cannot load model from {settings.artifact_dir}: {exc}") from exc
 
 
-def _crash_after_publish() -> None:
-    logger.error("fail_after_publish: exiting before the offset commit (test hook)")
-    logging.shutdown()
-    os._exit(EXIT_AFTER_PUBLISH_CODE)
+def _crash_after_publish(point: str) -> None:
+    if point == "flushed":
+        logger.error("fail_after_publish: exiting before the offset commit (test hook)")
+        logging.shutdown()
+        os._exit(EXIT_AFTER_PUBLISH_CODE)
+
+
+def _kill_at(spec: str) -> Callable[[str], None]:
+    """The ``fault_kill_at`` hook: SIGKILL this process the N-th time a batch reaches POINT."""
+    point, _, nth = spec.partition(":")
+    seen = 0
+
+    def hook(reached: str) -> None:
+        nonlocal seen
+        if reached == point:
+            seen += 1
+            if seen == int(nth):
+                logger.error("fault_kill_at=%s: killing this process (test hook)", spec)
+                logging.shutdown()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
 
 
 def build_worker(
@@ -80,13 +99,15 @@ def build_worker(
     encoder: EncoderProtocol | None = None,
     state_config: StateConfig | None = None,
     mixing_config: MixingConfig | None = None,
-    fault_after_publish: Callable[[], None] | None = None,
+    fault_hook: Callable[[str], None] | None = None,
 ) -> Worker:
     """Build every client (none connects yet) and the worker that will enter them."""
     topics = TopicNames.from_prefix(kafka.topic_prefix)
     metrics = WorkerMetrics()
-    if fault_after_publish is None and worker.fail_after_publish:
-        fault_after_publish = _crash_after_publish
+    if fault_hook is None and worker.fail_after_publish:
+        fault_hook = _crash_after_publish
+    elif fault_hook is None and worker.fault_kill_at:
+        fault_hook = _kill_at(worker.fault_kill_at)
     policy = MixingPolicy(mixing_config)
     encoder = encoder if encoder is not None else load_encoder(model)
     parts = WorkerParts(
@@ -108,6 +129,6 @@ def build_worker(
         consume_wait_ms=worker.consume_wait_ms,
         max_batch_users=worker.max_batch_users,
         metadata_timeout_s=kafka.admin_timeout_s,
-        fault_after_publish=fault_after_publish,
+        fault_hook=fault_hook,
     )
     return Worker(parts)

@@ -49,6 +49,7 @@ class EventConsumer:
         self._topics = list(topics)
         self.on_revoke = on_revoke
         self._consumer: Consumer | None = None
+        self._paused = False
 
     def __enter__(self) -> EventConsumer:
         self._config.setdefault("error_cb", self._on_error)
@@ -113,7 +114,9 @@ class EventConsumer:
         return offsets
 
     def pause_all(self) -> None:
-        """Stop fetching from every assigned partition (group membership continues)."""
+        """Stop fetching from every assigned partition, and from partitions assigned later until
+        ``resume_all`` (group membership continues)."""
+        self._paused = True
         self._pause_assigned()
 
     def poll_paused(self, wait_s: float) -> None:
@@ -142,6 +145,7 @@ class EventConsumer:
 
     def resume_all(self) -> None:
         """Fetch again from every assigned partition."""
+        self._paused = False
         assignment = self._assignment()
         if assignment:
             self.client.resume(assignment)
@@ -159,7 +163,15 @@ class EventConsumer:
             self.client.pause(assignment)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.info("partitions assigned count=%d partitions=%s", len(partitions),
+        """Assign, then set the pause state explicitly: librdkafka remembers a partition's pause
+        across a revoke, so a partition paused during an outage and assigned again after it
+        ended would otherwise never be fetched."""
+        consumer.assign(partitions)
+        if self._paused:
+            consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
+        logger.info("partitions assigned count=%d paused=%s partitions=%s", len(partitions), self._paused,
                     [f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -122,8 +122,11 @@ class ModelSettings(BaseSettings):
 class WorkerSettings(BaseSettings):
     """The worker loop: batching, latency budget, limits, metrics, logs (``UNISTATE_WORKER_*``).
 
-    ``fail_after_publish`` is a test hook: the process exits abruptly right after Redis and the
-    notification topic have a batch's results, before its offsets are committed.
+    ``fail_after_publish`` and ``fault_kill_at`` are test hooks for the fault suite:
+    ``fail_after_publish`` exits (status 75) right after Redis and the notification topic have a
+    batch's results, before its offsets are committed; ``fault_kill_at="POINT:N"`` SIGKILLs the
+    process the N-th time a batch reaches POINT: ``published`` (Redis written, notifications not
+    flushed) or ``flushed`` (notifications acknowledged, offsets not committed).
     """
 
     model_config = _config("UNISTATE_WORKER_")
@@ -138,6 +141,7 @@ class WorkerSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["kv", "json"] = "kv"
     fail_after_publish: bool = False
+    fault_kill_at: str = Field(default="", pattern=r"^$|^(published|flushed):[1-9][0-9]*$")
 
 
 _STATE, _MIXING = StateConfig(), MixingConfig()

@@ -65,8 +65,9 @@ class WorkerParts:
     consume_wait_ms: int = 50
     max_batch_users: int = 64
     metadata_timeout_s: float = 15.0
-    #: Test hook: called after Redis and the notification topic have a batch, before the commit.
-    fault_after_publish: Callable[[], None] | None = None
+    #: Fault-suite hook: called with ``"published"`` once Redis has a batch (notifications not
+    #: flushed) and with ``"flushed"`` once the broker acknowledged them (offsets not committed).
+    fault_hook: Callable[[str], None] | None = None
     #: Observer hook (benchmarks, tests): called after each committed batch with its messages,
     #: what it did and its ``time.perf_counter()`` start and end.
     on_batch: Callable[[list[Message], BatchResult, float, float], None] | None = None
@@ -181,6 +182,7 @@ class Worker:
             decoded = self._decode(messages, result)
             changed, contributors = self._apply(decoded, result)
             written_at_ms = self._recompute_and_publish(changed, contributors, result)
+            self._fault("published")
             self.parts.producer.flush()  # notifications and dead letters acknowledged
             notified = self._notified
             self._retry.call("mark_notified", lambda: self._publisher.mark_notified(notified),
@@ -190,8 +192,7 @@ class Worker:
             raise
         result.notifications_resent = self._resent
         self._observe_latency(contributors, written_at_ms)
-        if self.parts.fault_after_publish is not None:
-            self.parts.fault_after_publish()
+        self._fault("flushed")
         try:
             self.parts.consumer.store_and_commit(messages)
         except KafkaUnavailableError:
@@ -206,6 +207,10 @@ class Worker:
                      "resent=%d", result.messages, result.dead_letters, result.duplicates, result.stale,
                      result.users_changed, result.users_written, result.notifications_resent)
         return result
+
+    def _fault(self, point: str) -> None:
+        if self.parts.fault_hook is not None:
+            self.parts.fault_hook(point)
 
     def _decode(self, messages: list[Message], result: BatchResult) -> list[tuple[Message, Behavior]]:
         now_ms = int(time.time() * 1000)
@@ -234,7 +239,9 @@ class Worker:
             loaded = self._retry.call("load_many", lambda: self._store.load_many(missing),
                                       self.metrics.redis_retries.inc, stop=self._stop)
             for user_id in missing:
-                seq = loaded.get(user_id) or UserSequence(user_id, self.parts.state_config)
+                seq = loaded.get(user_id)
+                if seq is None:  # not `or`: an empty sequence is falsy, and it carries a version
+                    seq = UserSequence(user_id, self.parts.state_config)
                 self._cache.put(seq)
                 found[user_id] = seq
         return found

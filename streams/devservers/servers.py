@@ -131,8 +131,10 @@ def _wait_listening(server: Server, ready_s: float) -> None:
     raise EmbeddedServerError(f"{server.name} not listening after {ready_s}s")
 
 
-def start_redis(port: int | None = None, ready_s: float = 10.0, cluster: bool = False) -> Server:
-    """Start Debian's ``redis-server`` on ``port`` (a free one if None), without persistence.
+def start_redis(port: int | None = None, ready_s: float = 10.0, cluster: bool = False,
+                persist_dir: Path | None = None) -> Server:
+    """Start Debian's ``redis-server`` on ``port`` (a free one if None), without persistence, or
+    with an fsync-always append-only file in ``persist_dir`` (kept across restarts there).
 
     ``cluster=True`` starts it in cluster mode owning all 16384 slots: a one-node Redis Cluster
     that cluster clients (``redis.RedisCluster``) talk to exactly as to a real one.
@@ -143,7 +145,11 @@ def start_redis(port: int | None = None, ready_s: float = 10.0, cluster: bool = 
             "redis-server not found on PATH; install it (Debian: apt-get install -y redis-server)"
         )
     port = port or free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    if persist_dir is None:
+        argv += ["--appendonly", "no"]
+    else:
+        argv += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(persist_dir)]
     if cluster:
         # The cluster bus defaults to port + 10000, which a high free port cannot have.
         argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",

@@ -79,3 +79,35 @@ def test_a_refused_publish_reloads_and_loses_no_event(
         stored = SequenceStore(owner.parts.redis_client, RedisKeys(unique)).load_many(["zoe"])["zoe"]
     assert sorted(b.event_id for b in stored.behaviors()) == sorted(f"e{k}" for k in range(1, 11))
     assert stored.version == 3
+
+
+def test_a_quarantined_user_is_published_above_its_stored_version(
+    kafka_broker: Server, redis_server: Server, unique: str, tiny_model_dir: Path
+) -> None:
+    """After a quarantine the user restarts empty but at the stored version, so its next publish
+    goes through (an empty sequence once counted as 'not found' and restarted at version 0)."""
+    import redis
+
+    topics = TopicNames.from_prefix(f"{unique}.")
+    kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap, group_id=unique, topic_prefix=f"{unique}.",
+                          consumer_options=BROKER_CONSUMER_OPTIONS)
+    from confluent_kafka.admin import AdminClient
+
+    create_topics(AdminClient(kafka.admin_config()), topics, 1, 1)
+    keys = RedisKeys(unique)
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(keys.user("zoe"), mapping={"ver": 7, "seq": b"\xc1 garbage"})
+    worker = build_worker(kafka, RedisSettings(url=redis_server.url, key_prefix=unique),
+                          ModelSettings(artifact_dir=tiny_model_dir, providers=["CPUExecutionProvider"]),
+                          WorkerSettings())
+    with ExitStack() as stack:
+        for part in (worker.parts.redis_client, worker.parts.producer, worker.parts.consumer):
+            stack.enter_context(part)
+        with KafkaProducer(kafka.producer_config()) as producer:
+            producer.produce(topics.feed, key=b"zoe", value=encode_event(feed_event(1)))
+            producer.flush()
+        result = worker.process(consume(worker, 1))
+    assert result.users_written == 1 and worker.metrics.snapshot().publish_refused == 0
+    assert client.exists(keys.quarantine("zoe"))
+    stored = SequenceStore(client, keys).load_many(["zoe"])["zoe"]
+    assert stored.version == 8 and [b.event_id for b in stored.behaviors()] == ["e1"]
