@@ -59,7 +59,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, fmt: str, *args: Any) -> None:
         """Probes and scrapes are not logged (one line per request would drown the worker's logs)."""
 
 

@@ -70,7 +70,7 @@ def exported_names() -> set[str]:
 def exported_labels() -> set[str]:
     metrics = WorkerMetrics()
     labels = {name for value in vars(metrics).values() if isinstance(value, MetricWrapperBase)
-              for name in value._labelnames}  # noqa: SLF001 - prometheus_client keeps them there
+              for name in value._labelnames}  # prometheus_client keeps them there
     return labels | TARGET_LABELS | {k for family in metric_families() for s in family.samples for k in s.labels}
 
 
