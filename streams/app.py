@@ -14,17 +14,21 @@ from state.config import MixingConfig, StateConfig
 from state.keys import RedisKeys
 from state.mixing import MixingPolicy
 from streams.consumer import EventConsumer
+from streams.endpoints import StatusServer
 from streams.errors import ConfigurationError, RedisUnavailableError
 from streams.events import EventLimits
-from streams.metrics import MetricsServer, WorkerMetrics
+from streams.health import Health, RedisProbe
+from streams.lag import ConsumerLag
+from streams.metrics import WorkerMetrics
 from streams.producer import KafkaProducer
 from streams.recompute import EncoderProtocol
 from streams.retry import RetryPolicy
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, WorkerSettings
+from streams.throughput import ThroughputLog
 from streams.topics import TopicNames
 from streams.worker import Worker, WorkerParts
 
-__all__ = ["EXIT_AFTER_PUBLISH_CODE", "build_worker", "load_encoder", "redacted", "redis_client"]
+__all__ = ["EXIT_AFTER_PUBLISH_CODE", "build_worker", "load_encoder", "redacted", "redis_client", "redis_probe"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,19 @@ def redis_client(settings: RedisSettings) -> redis.Redis | redis.RedisCluster:
         )
     except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
         raise RedisUnavailableError(f"cannot reach Redis Cluster at {redacted(settings.url)}: {exc}") from exc
+
+
+def redis_probe(client: redis.Redis | redis.RedisCluster) -> RedisProbe:
+    """A readiness probe: PING through ``client``; None when Redis answered, else the error."""
+
+    def ping() -> str | None:
+        try:
+            client.ping()
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            return f"ping failed: {type(exc).__name__}: {exc}"
+        return None
+
+    return ping
 
 
 def redacted(url: str) -> str:
@@ -104,16 +121,20 @@ def build_worker(
     """Build every client (none connects yet) and the worker that will enter them."""
     topics = TopicNames.from_prefix(kafka.topic_prefix)
     metrics = WorkerMetrics()
+    lag = ConsumerLag(metrics.consumer_lag)
     if fault_hook is None and worker.fail_after_publish:
         fault_hook = _crash_after_publish
     elif fault_hook is None and worker.fault_kill_at:
         fault_hook = _kill_at(worker.fault_kill_at)
     policy = MixingPolicy(mixing_config)
     encoder = encoder if encoder is not None else load_encoder(model)
+    metrics.set_model(encoder.model_version, getattr(encoder, "dim", None))
+    client = redis_client(redis_settings)
+    health = Health(worker.liveness_window_s, worker.readiness_redis_ping_s, redis_probe(client))
     parts = WorkerParts(
-        consumer=EventConsumer(kafka.consumer_config(), topics.inputs),
+        consumer=EventConsumer({**kafka.consumer_config(), "stats_cb": lag.on_stats}, topics.inputs),
         producer=KafkaProducer(kafka.producer_config(), kafka.flush_timeout_s),
-        redis_client=redis_client(redis_settings),
+        redis_client=client,
         encoder=encoder,
         policy=policy,
         topics=topics,
@@ -124,7 +145,9 @@ def build_worker(
         state_config=state_config or StateConfig(),
         limits=EventLimits(worker.max_message_bytes, worker.max_future_skew_ms),
         metrics=metrics,
-        metrics_server=MetricsServer(metrics, worker.metrics_port, worker.metrics_addr),
+        metrics_server=StatusServer(metrics.registry, health, worker.metrics_port, worker.metrics_addr),
+        health=health,
+        services=[ThroughputLog(metrics, lag, worker.throughput_log_s)],
         max_batch_messages=worker.max_batch_messages,
         consume_wait_ms=worker.consume_wait_ms,
         max_batch_users=worker.max_batch_users,

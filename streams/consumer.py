@@ -15,7 +15,7 @@ __all__ = ["EventConsumer", "next_offsets"]
 
 logger = logging.getLogger(__name__)
 
-RevokeCallback = Callable[[list[TopicPartition]], None]
+PartitionsCallback = Callable[[list[TopicPartition]], None]
 
 
 def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
@@ -36,7 +36,7 @@ class EventConsumer:
 
     def __init__(
         self, config: dict[str, Any], topics: Sequence[str],
-        on_revoke: RevokeCallback | None = None,
+        on_revoke: PartitionsCallback | None = None, on_assign: PartitionsCallback | None = None,
     ) -> None:
         if config.get("enable.auto.offset.store") not in (False, "false") or config.get(
             "enable.auto.commit"
@@ -48,6 +48,7 @@ class EventConsumer:
         self._config = dict(config)
         self._topics = list(topics)
         self.on_revoke = on_revoke
+        self.on_assign = on_assign
         self._consumer: Consumer | None = None
         self._paused = False
 
@@ -173,6 +174,8 @@ class EventConsumer:
             consumer.resume(partitions)
         logger.info("partitions assigned count=%d paused=%s partitions=%s", len(partitions), self._paused,
                     [f"{p.topic}[{p.partition}]" for p in partitions])
+        if self.on_assign is not None:
+            self.on_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("partitions revoked count=%d", len(partitions))

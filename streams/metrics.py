@@ -1,18 +1,23 @@
-"""Prometheus metrics of the worker, on their own registry, served on /metrics when a port is set."""
+"""Prometheus metrics of the worker, on their own registry (served by ``streams.endpoints``)."""
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
-__all__ = ["MetricsServer", "MetricsSnapshot", "WorkerMetrics"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["MetricsSnapshot", "WorkerMetrics"]
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -98,7 +103,20 @@ class WorkerMetrics:
             "unistate_cached_users", "User sequences held in memory.", registry=r)
         self.cached_bytes = Gauge(
             "unistate_cached_bytes", "Estimated memory of the cached user sequences.", registry=r)
+        self.consumer_lag = Gauge(
+            "unistate_consumer_lag",
+            "Messages behind the partition's end (last stable offset minus the group's committed "
+            "offset), per assigned partition, from librdkafka statistics.",
+            ["topic", "partition"], registry=r)
+        self.model = Info("unistate_model", "The served model: version and embedding dimension.", registry=r)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self._latency_samples_s: deque[float] = deque(maxlen=latency_samples)
+
+    def set_model(self, model_version: str, dim: int | None) -> None:
+        """Publish ``unistate_model_info{model_version=...,dim=...} 1``."""
+        self.model.info({"model_version": model_version, "dim": "" if dim is None else str(dim)})
 
     def observe_latency(self, seconds: float) -> None:
         """Record one event→Redis latency in the histogram and in the recent-samples window."""
@@ -140,29 +158,3 @@ class WorkerMetrics:
         samples = np.fromiter(self._latency_samples_s, dtype=np.float64)
         return [float(v) * 1000 for v in np.quantile(samples, quantiles)]
 
-
-class MetricsServer:
-    """The /metrics HTTP endpoint as a context manager; port 0 serves nothing."""
-
-    def __init__(self, metrics: WorkerMetrics, port: int, addr: str = "0.0.0.0") -> None:
-        self._metrics = metrics
-        self._port = port
-        self._addr = addr
-        self._server: WSGIServer | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound port (0 when off)."""
-        return self._server.server_port if self._server is not None else 0
-
-    def __enter__(self) -> MetricsServer:
-        if self._port:
-            self._server, _ = start_http_server(self._port, self._addr, registry=self._metrics.registry)
-            logger.info("metrics serving addr=%s port=%d", self._addr, self._port)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -25,6 +25,7 @@ __all__ = [
 
 #: librdkafka consumer defaults; ``KafkaSettings.consumer_options`` is merged over them.
 #: Offsets are stored by hand after Redis acknowledged, and committed synchronously per batch.
+#: Statistics every 5 s feed the consumer-lag gauge (``streams.lag``).
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
@@ -34,6 +35,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "heartbeat.interval.ms": 1_000,
     "partition.assignment.strategy": "range",
     "fetch.wait.max.ms": 100,
+    "statistics.interval.ms": 5_000,
 }
 
 #: librdkafka producer defaults; ``KafkaSettings.producer_options`` is merged over them.
@@ -122,6 +124,9 @@ class ModelSettings(BaseSettings):
 class WorkerSettings(BaseSettings):
     """The worker loop: batching, latency budget, limits, metrics, logs (``UNISTATE_WORKER_*``).
 
+    Health: ``/healthz`` fails when the loop has not ticked for ``liveness_window_s``; ``/readyz``
+    pings Redis when no Redis operation succeeded for ``readiness_redis_ping_s``.
+    ``throughput_log_s``: one throughput log line per this many seconds (0 = off).
     ``fail_after_publish`` and ``fault_kill_at`` are test hooks for the fault suite:
     ``fail_after_publish`` exits (status 75) right after Redis and the notification topic have a
     batch's results, before its offsets are committed; ``fault_kill_at="POINT:N"`` SIGKILLs the
@@ -138,6 +143,9 @@ class WorkerSettings(BaseSettings):
     max_future_skew_ms: int = Field(default=5 * 60_000, ge=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_addr: str = "0.0.0.0"
+    liveness_window_s: float = Field(default=60.0, gt=0)
+    readiness_redis_ping_s: float = Field(default=5.0, ge=0)
+    throughput_log_s: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
     log_format: Literal["kv", "json"] = "kv"
     fail_after_publish: bool = False

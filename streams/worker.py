@@ -24,6 +24,7 @@ from streams.consumer import EventConsumer
 from streams.dlq import DeadLetterQueue
 from streams.errors import KafkaUnavailableError, PoisonMessageError, RedisUnavailableError, StreamsError
 from streams.events import EventLimits, decode_event
+from streams.health import Health
 from streams.metrics import WorkerMetrics
 from streams.notifications import Notification, encode_notification
 from streams.outage import OutageBackoff
@@ -61,6 +62,10 @@ class WorkerParts:
     limits: EventLimits = field(default_factory=EventLimits)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     metrics_server: AbstractContextManager[object] | None = None
+    #: Liveness and readiness, read by the status endpoints.
+    health: Health = field(default_factory=Health)
+    #: Background helpers (the throughput log) entered with the metrics server.
+    services: list[AbstractContextManager[object]] = field(default_factory=list)
     max_batch_messages: int = 500
     consume_wait_ms: int = 50
     max_batch_users: int = 64
@@ -121,17 +126,22 @@ class Worker:
         """Enter every resource in one ExitStack, run the start-up checks, then loop batch by batch."""
         p = self.parts
         check_model(p.encoder, p.policy)  # before connecting to anything
+        p.health.set_model_loaded(True)
         with ExitStack() as stack:
             if p.metrics_server is not None:
                 stack.enter_context(p.metrics_server)
+            for service in p.services:
+                stack.enter_context(service)
             stack.enter_context(p.redis_client)
             stack.enter_context(p.producer)
             p.consumer.on_revoke = self._on_revoke
+            p.consumer.on_assign = lambda _partitions: p.health.set_assigned(True)
             consumer = stack.enter_context(p.consumer)
             partitions = check_topics(consumer.client, p.topics, p.metadata_timeout_s)
             logger.info("worker started topics=%s partitions=%d", list(p.topics.inputs), partitions)
             backoff = OutageBackoff()
             while not self._stop.is_set():
+                p.health.tick()
                 messages = consumer.consume(p.max_batch_messages, p.consume_wait_ms / 1000)
                 if messages:
                     try:
@@ -155,6 +165,7 @@ class Worker:
         dependency = "redis" if isinstance(error, RedisUnavailableError) else "kafka"
         self.metrics.batch_failures.labels(dependency).inc()
         self._set_available(False, backoff)
+        self.parts.health.set_paused(f"{dependency} unavailable")
         consumer = self.parts.consumer
         wait_s = backoff.next_wait_s()
         logger.warning("batch failed, consumption paused dependency=%s wait_s=%.1f error=%s",
@@ -162,6 +173,7 @@ class Worker:
         consumer.pause_all()
         deadline = time.monotonic() + wait_s
         while not self._stop.is_set() and time.monotonic() < deadline:
+            self.parts.health.tick()  # waiting on purpose: alive, not ready
             consumer.poll_paused(min(0.5, max(deadline - time.monotonic(), 0.0)))
         consumer.rewind(messages)
         consumer.resume_all()
@@ -171,6 +183,7 @@ class Worker:
         self.metrics.consumption_paused.set(0 if available else 1)
         if available:
             backoff.reset()
+            self.parts.health.set_paused(None)
             logger.info("dependencies back: consumption resumed")
 
     def process(self, messages: list[Message]) -> BatchResult:
@@ -237,7 +250,8 @@ class Worker:
         missing = [u for u in user_ids if u not in found]
         if missing:
             loaded = self._retry.call("load_many", lambda: self._store.load_many(missing),
-                                      self.metrics.redis_retries.inc, stop=self._stop)
+                                      self._on_redis_retry, stop=self._stop)
+            self.parts.health.redis_ok()
             for user_id in missing:
                 seq = loaded.get(user_id)
                 if seq is None:  # not `or`: an empty sequence is falsy, and it carries a version
@@ -304,7 +318,8 @@ class Worker:
             self.metrics.recompute_seconds.observe(time.monotonic() - encode_started)
             self.metrics.recompute_batch_users.observe(len(updates))
             written = self._retry.call("publish", lambda updates=updates: self._publisher.publish(updates),
-                                       self.metrics.redis_retries.inc, stop=self._stop)
+                                       self._on_redis_retry, stop=self._stop)
+            self.parts.health.redis_ok()
             now_ms = int(time.time() * 1000)
             for update, ok in zip(updates, written, strict=True):
                 if ok:
@@ -359,6 +374,11 @@ class Worker:
     def _on_revoke(self, partitions: list[object]) -> None:
         """Partitions move to another member: forget cached users (Redis has their state)."""
         self._cache = self._new_cache()
+        self.parts.health.set_assigned(False)
+
+    def _on_redis_retry(self) -> None:
+        self.metrics.redis_retries.inc()
+        self.parts.health.redis_failed("operation failed, retrying")
 
 
 def _apply_message(seq: UserSequence, msg: Message, behavior: Behavior) -> ApplyResult:
