@@ -161,7 +161,9 @@ def _add_produce(sub: Any, common: argparse.ArgumentParser) -> None:
                        description="Send events to the input topics (key = user_id, msgpack values).")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--generator", choices=["synthetic"], help="generate synthetic events")
-    source.add_argument("--file", type=Path, help=".jsonl or .msgpack records with a 'scenario' field")
+    source.add_argument("--file", type=Path, help="an event file, sent as given and as fast as possible: "
+                        ".jsonl, .csv, .parquet or .msgpack (read like `unistate replay FILE`, which also "
+                        "checks, paces and reports)")
     p.add_argument("--users", type=int, default=100, help="synthetic users (default 100)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--mean-events", type=int, default=100, help="mean events per synthetic user")
