@@ -8,6 +8,7 @@
     │   └── TopicsError             topics missing or not co-partitioned
     ├── KafkaUnavailableError       transient broker trouble past the client's retries
     │   └── DeliveryError           produced messages not acknowledged
+    ├── GroupActiveError            a consumer group has members: its offsets cannot be reset
     ├── RedisUnavailableError       Redis away after bounded retries; nothing committed
     └── PoisonMessageError          a message that can never be processed: DLQ, carry on
 """
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigurationError",
     "DeliveryError",
     "EmbeddedServerError",
+    "GroupActiveError",
     "KafkaUnavailableError",
     "PoisonMessageError",
     "RedisUnavailableError",
@@ -48,6 +50,10 @@ class KafkaUnavailableError(StreamsError):
 
 class DeliveryError(KafkaUnavailableError):
     """Produced messages were not acknowledged by the broker (flush left some, or delivery failed)."""
+
+
+class GroupActiveError(StreamsError):
+    """A consumer group has active members, so its committed offsets cannot be reset (exit 1)."""
 
 
 class RedisUnavailableError(StreamsError):

@@ -55,12 +55,17 @@ class KafkaProducer:
 
     def produce(
         self, topic: str, value: bytes | None, key: bytes | None = None,
-        headers: Headers | None = None,
+        headers: Headers | None = None, timestamp_ms: int | None = None,
     ) -> None:
-        """Queue one message; a full local queue is drained by polling, then retried once."""
-        kwargs = {"key": key, "value": value, "on_delivery": self._on_delivery}
+        """Queue one message; a full local queue is drained by polling, then retried once.
+
+        ``timestamp_ms`` sets the message's CreateTime (default: now).
+        """
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
         if headers:
             kwargs["headers"] = headers
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
         try:
             self.client.produce(topic, **kwargs)
         except BufferError:

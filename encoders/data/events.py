@@ -1,5 +1,5 @@
-"""Your own events for training and evaluation: JSONL, CSV or Parquet files in the input topics'
-schema (``user_id``, ``item_id``, ``scenario``, ``action``, ``ts_ms``, optional ``text``)."""
+"""Your own events for training, evaluation and replay: JSONL, CSV, Parquet or msgpack files in the
+input topics' schema (``user_id``, ``item_id``, ``scenario``, ``action``, ``ts_ms``, optional ``text``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import msgpack
 
 from encoders.config import DEFAULT_ACTIONS, DEFAULT_SCENARIOS
 from encoders.dataset import UserHistory
@@ -23,7 +25,8 @@ Row = tuple[int, str | None, str | None, int, int]
 
 
 def read_event_records(path: Path) -> Iterator[Mapping[str, Any]]:
-    """Records of an event file by suffix: ``.jsonl`` / ``.ndjson``, ``.csv`` (header row), ``.parquet``."""
+    """Records of an event file by suffix: ``.jsonl`` / ``.ndjson``, ``.csv`` (header row), ``.parquet``,
+    ``.msgpack`` / ``.mpk`` (a stream of maps). CSV values are strings; readers of records convert."""
     path = Path(path)
     suffix = path.suffix.lower()
     try:
@@ -37,8 +40,10 @@ def read_event_records(path: Path) -> Iterator[Mapping[str, Any]]:
                 yield from csv.DictReader(fh)
         elif suffix == ".parquet":
             yield from _parquet(path)
+        elif suffix in (".msgpack", ".mpk"):
+            yield from _msgpack(path)
         else:
-            raise DataError(f"{path}: unknown event file type {suffix!r} (use .jsonl, .csv or .parquet)")
+            raise DataError(f"{path}: unknown event file type {suffix!r} (use .jsonl, .csv, .parquet or .msgpack)")
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
 
@@ -51,6 +56,17 @@ def _json(line: str, path: Path, n: int) -> Mapping[str, Any]:
     if not isinstance(record, dict):
         raise DataError(f"{path}:{n}: an event is a JSON object, got {type(record).__name__}")
     return record
+
+
+def _msgpack(path: Path) -> Iterator[Mapping[str, Any]]:
+    with path.open("rb") as fh:
+        try:
+            for n, record in enumerate(msgpack.Unpacker(fh, raw=False), start=1):
+                if not isinstance(record, dict):
+                    raise DataError(f"{path} record {n}: an event is a msgpack map, got {type(record).__name__}")
+                yield record
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise DataError(f"{path}: not a msgpack stream: {exc}") from exc
 
 
 def _parquet(path: Path) -> Iterator[Mapping[str, Any]]:

@@ -61,10 +61,12 @@ def _zipf(n: int, exponent: float = 1.1) -> np.ndarray:
 
 
 def _user_events(
-    user: int, rng: np.random.Generator, start_ms: int, span_ms: int, mean_events: int
+    user: int, seed: int, start_ms: int, span_ms: int, mean_events: int
 ) -> list[tuple[int, str, dict]]:
     """One user's events: core interests everywhere, an emerging interest that shows in
-    search first and reaches feed and ads only later."""
+    search first and reaches feed and ads only later. Event ids name the seed, so another
+    seed's events for the same users are new events, not duplicates."""
+    rng = np.random.default_rng([seed, user])
     topics = list(TOPICS)
     chosen = rng.choice(len(topics), size=3, replace=False)
     core = [topics[i] for i in chosen[:2]]
@@ -80,7 +82,7 @@ def _user_events(
     for k, (ts, s) in enumerate(zip(times.tolist(), scen.tolist(), strict=True)):
         shown = ts >= t_new + (0 if s == 1 else lag_ms)
         topic = emerging if shown and rng.random() < 0.5 else core[int(rng.random() < 0.35)]
-        base = {"event_id": f"{uid}-{k}", "user_id": uid, "ts_ms": int(ts)}
+        base = {"event_id": f"{uid}-s{seed}-{k}", "user_id": uid, "ts_ms": int(ts)}
         if s == 0:
             action = str(rng.choice(_FEED_ACTIONS, p=_FEED_P))
             item = f"it_{topic}_{rng.choice(ITEMS_PER_TOPIC, p=item_p)}"
@@ -119,8 +121,7 @@ def generate_events(
     """Yield ``(scenario, wire_dict)`` for all users, merged in time order."""
     streams = []
     for user in range(n_users):
-        rng = np.random.default_rng([seed, user])
-        streams.append(_user_events(user, rng, start_ms, span_ms, mean_events))
+        streams.append(_user_events(user, seed, start_ms, span_ms, mean_events))
     for _, scenario, wire in heapq.merge(*streams, key=lambda e: (e[0], e[2]["event_id"])):
         yield scenario, wire
 

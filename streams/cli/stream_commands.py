@@ -1,4 +1,4 @@
-"""The stream commands: ``worker``, ``topics create``, ``produce`` and ``inspect``."""
+"""The stream commands: ``worker``, ``produce`` and ``inspect``, and the options they share."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka.admin import AdminClient
-
 from streams.cli.exit_codes import ExitCode
 from streams.settings import KafkaSettings, ModelSettings, RedisSettings, StateSettings, WorkerSettings
-from streams.topics import TopicNames, create_topics
+from streams.topics import TopicNames
 
 if TYPE_CHECKING:
     from encoders.item_index import ItemIndex
@@ -94,16 +92,6 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _cmd_topics_create(args: argparse.Namespace) -> int:
-    kafka = kafka_settings(args)
-    names = TopicNames.from_prefix(kafka.topic_prefix)
-    admin = AdminClient(kafka.admin_config())
-    outcome = create_topics(admin, names, args.partitions, args.replication_factor, kafka.admin_timeout_s)
-    for topic, state in outcome.items():
-        print(f"{topic}: {state} (partitions={args.partitions})")
-    return ExitCode.OK
-
-
 def _cmd_produce(args: argparse.Namespace) -> int:
     from streams.cli.produce import produce_events, read_event_file, synthetic_events
     from streams.producer import KafkaProducer
@@ -172,24 +160,14 @@ def _add_worker(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_worker)
 
 
-def _add_topics(sub: Any, common: argparse.ArgumentParser) -> None:
-    topics = sub.add_parser("topics", help="manage unistate's Kafka topics",
-                            description="Manage the input, dead-letter and update topics.")
-    topics_sub = topics.add_subparsers(dest="topics_command", metavar="COMMAND", required=True)
-    p = topics_sub.add_parser("create", parents=[common], help="create every topic (idempotent)",
-                              description="Create the co-partitioned input topics, the DLQ and the "
-                              "update topic. Existing topics with the same partition count are fine.")
-    p.add_argument("--partitions", type=int, default=6, help="partitions per topic (default 6)")
-    p.add_argument("--replication-factor", type=int, default=1, help="replication factor (default 1)")
-    p.set_defaults(handler=_cmd_topics_create)
-
-
 def _add_produce(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("produce", parents=[common], help="produce events from the generator or a file",
                        description="Send events to the input topics (key = user_id, msgpack values).")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--generator", choices=["synthetic"], help="generate synthetic events")
-    source.add_argument("--file", type=Path, help=".jsonl or .msgpack records with a 'scenario' field")
+    source.add_argument("--file", type=Path, help="an event file, sent as given and as fast as possible: "
+                        ".jsonl, .csv, .parquet or .msgpack (read like `unistate replay FILE`, which also "
+                        "checks, paces and reports)")
     p.add_argument("--users", type=int, default=100, help="synthetic users (default 100)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--mean-events", type=int, default=100, help="mean events per synthetic user")
@@ -219,7 +197,7 @@ def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``worker``, ``topics``, ``produce`` and ``inspect`` to the ``unistate`` command tree."""
+    """Add ``worker``, ``produce`` and ``inspect`` to the ``unistate`` command tree."""
     common = common_options()
-    for add in (_add_worker, _add_topics, _add_produce, _add_inspect):
+    for add in (_add_worker, _add_produce, _add_inspect):
         add(subparsers, common)

@@ -11,9 +11,9 @@ import msgpack
 import numpy as np
 import pytest
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from fixtures.pipeline import BROKER_CONSUMER_OPTIONS, running, wait_for
+from fixtures.pipeline import BROKER_CONSUMER_OPTIONS, read_topic, running, wait_for
 
 from state.keys import RedisKeys
 from state.mixing import MixingPolicy
@@ -61,22 +61,6 @@ def produce(kafka: KafkaSettings, messages: list[tuple[str, bytes | None, bytes,
         for topic, key, value, headers in messages:
             producer.produce(topic, key=key, value=value, headers=headers)
         producer.flush()
-
-
-def read_topic(bootstrap: str, topic: str, partitions: int, count: int, timeout_s: float = 20) -> list[Message]:
-    """The first ``count`` messages of ``topic`` (assigned, no group join)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    got: list[Message] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        while len(got) < count and time.monotonic() < deadline:
-            got += [m for m in consumer.consume(100, 0.1) if m.error() is None]
-    finally:
-        consumer.close()
-    assert len(got) >= count, f"{topic}: read {len(got)} of {count}"
-    return got
 
 
 def now_ms() -> int:

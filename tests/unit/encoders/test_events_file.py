@@ -44,6 +44,14 @@ def test_parquet(tmp_path: Path) -> None:
     _check(read_events(path))
 
 
+def test_msgpack_stream(tmp_path: Path) -> None:
+    import msgpack
+
+    path = tmp_path / "e.msgpack"
+    path.write_bytes(b"".join(msgpack.packb(e) for e in EVENTS))
+    _check(read_events(path))
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"user_id": "u", "scenario": "email", "action": "click", "ts_ms": 1}, "unknown scenario"),
     ({"user_id": "u", "scenario": "feed", "action": "teleport", "ts_ms": 1}, "unknown action"),

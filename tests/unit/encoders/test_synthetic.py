@@ -32,6 +32,12 @@ def test_generator_is_deterministic_per_seed() -> None:
     assert list(generate_events(5, seed=1)) != list(generate_events(5, seed=2))
 
 
+def test_event_ids_depend_on_the_seed_so_another_seed_is_not_deduplicated() -> None:
+    ids = {seed: [w["event_id"] for _, w in generate_events(3, seed=seed, mean_events=10)] for seed in (5, 6)}
+    assert ids[5] == [w["event_id"] for _, w in generate_events(3, seed=5, mean_events=10)]
+    assert not set(ids[5]) & set(ids[6])
+
+
 def test_interests_are_shared_across_scenarios() -> None:
     topics: dict[str, dict[str, set[str]]] = {}
     for scenario, w in generate_events(20, seed=0):

@@ -13,7 +13,9 @@ from streams.logs import JsonFormatter
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["worker"], ["topics"], ["topics", "create"], ["produce"], ["inspect"]],
+    [[], ["worker"], ["topics"], ["topics", "create"], ["topics", "list"], ["topics", "describe"],
+     ["topics", "delete"], ["offsets"], ["offsets", "show"], ["offsets", "reset"], ["produce"], ["replay"],
+     ["inspect"]],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -25,7 +27,7 @@ def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[s
 def test_required_commands_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
     build_parser().print_help()
     out = capsys.readouterr().out
-    for command in ("worker", "topics", "produce", "inspect"):
+    for command in ("worker", "topics", "offsets", "produce", "replay", "inspect"):
         assert command in out
 
 
