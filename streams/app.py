@@ -121,7 +121,6 @@ def build_worker(
     """Build every client (none connects yet) and the worker that will enter them."""
     topics = TopicNames.from_prefix(kafka.topic_prefix)
     metrics = WorkerMetrics()
-    lag = ConsumerLag(metrics.consumer_lag)
     if fault_hook is None and worker.fail_after_publish:
         fault_hook = _crash_after_publish
     elif fault_hook is None and worker.fault_kill_at:
@@ -131,6 +130,7 @@ def build_worker(
     metrics.set_model(encoder.model_version, getattr(encoder, "dim", None))
     client = redis_client(redis_settings)
     health = Health(worker.liveness_window_s, worker.readiness_redis_ping_s, redis_probe(client))
+    lag = ConsumerLag(metrics.consumer_lag, on_brokers=health.set_brokers_up)
     parts = WorkerParts(
         consumer=EventConsumer({**kafka.consumer_config(), "stats_cb": lag.on_stats}, topics.inputs),
         producer=KafkaProducer(kafka.producer_config(), kafka.flush_timeout_s),

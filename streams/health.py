@@ -42,6 +42,7 @@ class Health:
         self._redis_failed_at: float | None = None
         self._redis_error = "no Redis operation yet"
         self._paused: str | None = None
+        self._brokers_up = True  # until statistics say otherwise
 
     def tick(self) -> None:
         """The loop is alive (called once per iteration; a float store, atomic under the GIL)."""
@@ -61,6 +62,11 @@ class Health:
         """Consumption is paused because a dependency is away (``reason``), or resumed (None)."""
         with self._lock:
             self._paused = reason
+
+    def set_brokers_up(self, up: bool) -> None:
+        """The consumer's latest statistics show a connected broker (True) or none (False)."""
+        with self._lock:
+            self._brokers_up = up
 
     def redis_ok(self) -> None:
         """A Redis operation succeeded."""
@@ -85,8 +91,11 @@ class Health:
             problems.append(f"loop: no tick for {tick_age_s:.1f}s (window {self.liveness_window_s:g}s)")
         with self._lock:
             model_loaded, assigned, paused = self._model_loaded, self._assigned, self._paused
+            brokers_up = self._brokers_up
         if paused is not None:
             problems.append(f"consumption paused: {paused}")
+        if not brokers_up:
+            problems.append("kafka: no broker reachable")
         if not model_loaded:
             problems.append("model: not loaded")
         if not assigned:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Gauge
 
-__all__ = ["ConsumerLag", "partition_lags"]
+__all__ = ["ConsumerLag", "brokers_up", "partition_lags"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ def partition_lags(stats: dict[str, Any]) -> dict[tuple[str, int], int]:
     return lags
 
 
+def brokers_up(stats: dict[str, Any]) -> bool:
+    """Whether the consumer holds a connection to at least one broker (bootstrap entries aside)."""
+    return any(b.get("state") == "UP" for b in stats.get("brokers", {}).values() if int(b.get("nodeid", -1)) >= 0)
+
+
 def _lag(part: dict[str, Any]) -> int | None:
     lag = int(part.get("consumer_lag", -1))
     if lag >= 0:
@@ -50,8 +56,10 @@ class ConsumerLag:
     lose their series.
     """
 
-    def __init__(self, gauge: Gauge) -> None:
+    def __init__(self, gauge: Gauge, on_brokers: Callable[[bool], None] | None = None) -> None:
         self._gauge = gauge
+        #: Called with each statistics' verdict of ``brokers_up`` (readiness while idle).
+        self._on_brokers = on_brokers
         self._lock = threading.Lock()
         self._lags: dict[tuple[str, int], int] = {}
         self.updates = 0
@@ -59,10 +67,14 @@ class ConsumerLag:
     def on_stats(self, stats_json: str) -> None:
         """The consumer's ``stats_cb``: parse the statistics and update the gauge."""
         try:
-            lags = partition_lags(json.loads(stats_json))
+            stats = json.loads(stats_json)
+            lags = partition_lags(stats)
+            up = brokers_up(stats)
         except (ValueError, TypeError, AttributeError) as exc:
             logger.warning("unreadable librdkafka statistics error=%s", exc)
             return
+        if self._on_brokers is not None:
+            self._on_brokers(up)
         with self._lock:
             for topic, partition in self._lags.keys() - lags.keys():
                 self._gauge.remove(topic, str(partition))

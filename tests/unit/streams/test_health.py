@@ -95,3 +95,11 @@ def test_a_paused_worker_is_alive_but_not_ready_until_it_resumes() -> None:
     assert health.alive() and health.not_ready() == ["consumption paused: kafka unavailable"]
     health.set_paused(None)
     assert health.not_ready() == []
+
+
+def test_no_reachable_broker_makes_an_idle_worker_not_ready() -> None:
+    health = ready_health(FakeClock())
+    health.set_brokers_up(False)
+    assert health.alive() and health.not_ready() == ["kafka: no broker reachable"]
+    health.set_brokers_up(True)
+    assert health.not_ready() == []

@@ -46,3 +46,12 @@ def test_unreadable_statistics_leave_the_gauge_as_it_was() -> None:
     lag.on_stats(json.dumps(stats({"u.feed": [part(0, 4)]})))
     lag.on_stats("{not json")
     assert lag.total() == 4 and lag.updates == 1
+
+
+def test_brokers_up_needs_a_connected_broker_not_only_bootstrap_entries() -> None:
+    from streams.lag import brokers_up
+
+    bootstrap = {"nodeid": -1, "state": "UP"}
+    assert not brokers_up({"brokers": {"bootstrap": bootstrap, "b1": {"nodeid": 1, "state": "CONNECT"}}})
+    assert brokers_up({"brokers": {"bootstrap": bootstrap, "b1": {"nodeid": 1, "state": "UP"}}})
+    assert not brokers_up({})
