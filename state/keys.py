@@ -28,3 +28,12 @@ class RedisKeys:
     def user_pattern(self) -> str:
         """A ``SCAN MATCH`` pattern covering every user key under this prefix."""
         return f"{self.prefix}:user:*"
+
+    def user_id(self, key: bytes | str) -> str | None:
+        """The user id of a user key (``user`` reversed); ``None`` for any other key."""
+        try:
+            text = key.decode("utf-8") if isinstance(key, bytes) else key
+        except UnicodeDecodeError:
+            return None
+        head = f"{self.prefix}:user:"
+        return text[len(head):] if text.startswith(head) and len(text) > len(head) else None

@@ -15,7 +15,7 @@ from state.keys import RedisKeys
 from state.layout import F_AT, F_MV, F_NV, F_SEQ, F_VER, F_WM, decode_int
 from state.sequence import UserSequence
 
-__all__ = ["SequenceStore", "StoredVersion"]
+__all__ = ["NOTIFY_FIELDS", "SequenceStore", "StoredVersion", "unnotified_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,23 @@ class StoredVersion:
     watermark_ms: int
     computed_at_ms: int
     model_version: str
+
+
+#: The metadata fields ``unnotified_version`` reads after ``ver``, in its argument order.
+NOTIFY_FIELDS = (F_NV, F_WM, F_AT, F_MV)
+
+
+def unnotified_version(user_id: str, ver: bytes | None, nv: bytes | None, wm: bytes | None, at: bytes | None,
+                       mv: bytes | None) -> StoredVersion | None:
+    """The stored version when its notification was never acknowledged (``nv`` absent or < ``ver``);
+    ``None`` when it was, or when no vectors were published (a bare version, e.g. after a
+    quarantine). Raises ``StateFormatError`` for an unreadable field."""
+    if ver is None or mv is None:
+        return None
+    version = decode_int(ver, F_VER)
+    if decode_int(nv, F_NV, default=-1) >= version:
+        return None
+    return StoredVersion(user_id, version, decode_int(wm, F_WM), decode_int(at, F_AT), mv.decode("utf-8", "replace"))
 
 
 class SequenceStore:
@@ -65,7 +82,7 @@ class SequenceStore:
         with translate_redis_errors("load_many"):
             pipe = self._client.pipeline(transaction=False)
             for user_id in unique_ids:
-                pipe.hmget(self._keys.user(user_id), [F_SEQ, F_VER, F_NV, F_WM, F_AT, F_MV])
+                pipe.hmget(self._keys.user(user_id), [F_SEQ, F_VER, *NOTIFY_FIELDS])
             rows = pipe.execute(raise_on_error=False)
         loaded: dict[str, UserSequence] = {}
         for user_id, row in zip(unique_ids, rows, strict=True):
@@ -88,19 +105,15 @@ class SequenceStore:
         return loaded
 
     def _check_notified(self, user_id: str, ver_bytes: bytes | None, meta: list[bytes | None]) -> None:
-        nv_bytes, wm_bytes, at_bytes, mv_bytes = meta
-        if self.on_unnotified is None or ver_bytes is None or mv_bytes is None:
-            return  # no published vectors (a bare version, e.g. after a quarantine)
+        if self.on_unnotified is None:
+            return
         try:
-            version = decode_int(ver_bytes, F_VER)
-            if decode_int(nv_bytes, F_NV, default=-1) >= version:
-                return
-            stored = StoredVersion(user_id, version, decode_int(wm_bytes, F_WM), decode_int(at_bytes, F_AT),
-                                   mv_bytes.decode("utf-8", "replace"))
+            stored = unnotified_version(user_id, ver_bytes, *meta)
         except StateFormatError as exc:
             logger.warning("cannot re-notify user_id=%s: %s", user_id, exc)
             return
-        self.on_unnotified(stored)
+        if stored is not None:
+            self.on_unnotified(stored)
 
     def _decode(
         self, user_id: str, seq_bytes: bytes | None, ver_bytes: bytes | None

@@ -26,7 +26,7 @@ from streams.errors import KafkaUnavailableError, PoisonMessageError, RedisUnava
 from streams.events import EventLimits, decode_event
 from streams.health import Health
 from streams.metrics import WorkerMetrics
-from streams.notifications import Notification, encode_notification
+from streams.notifier import Notifier
 from streams.outage import OutageBackoff
 from streams.producer import KafkaProducer
 from streams.recompute import EncoderProtocol, Recomputer
@@ -108,7 +108,8 @@ class Worker:
                                       on_unknown_items=self.metrics.unknown_items.inc)
         self._cache = self._new_cache()
         self._retry = parts.retry
-        self._notified: list[tuple[str, int]] = []  # (user, version) notified in this batch
+        self._notifier = Notifier(parts.producer, parts.topics.updates, self._publisher, parts.retry,
+                                  self.metrics.redis_retries.inc, self._stop)
         self._resent = 0
         self.batches = 0
         #: False while consumption is paused because Redis or the broker is away (readiness).
@@ -190,16 +191,14 @@ class Worker:
         """Handle one consumed batch end to end; offsets are committed only at the very end."""
         started = time.perf_counter()
         result = BatchResult(messages=len(messages))
-        self._notified, self._resent = [], 0
+        self._notifier.reset()
+        self._resent = 0
         try:
             decoded = self._decode(messages, result)
             changed, contributors = self._apply(decoded, result)
             written_at_ms = self._recompute_and_publish(changed, contributors, result)
             self._fault("published")
-            self.parts.producer.flush()  # notifications and dead letters acknowledged
-            notified = self._notified
-            self._retry.call("mark_notified", lambda: self._publisher.mark_notified(notified),
-                             self.metrics.redis_retries.inc, stop=self._stop)
+            self._notifier.acknowledge()  # notifications and dead letters acknowledged, then nv set
         except BaseException:
             self._cache = self._new_cache()  # may hold unpublished state
             raise
@@ -347,22 +346,14 @@ class Worker:
 
     def _notify(self, update: UserUpdate, contributors: Contributors) -> None:
         scenarios = tuple(dict.fromkeys(b.scenario for _, b in contributors.get(update.user_id, ())))
-        self._send(Notification(update.user_id, update.version, update.watermark_ms,
-                                update.computed_at_ms, update.model_version, scenarios))
+        self._notifier.updated(update, scenarios)
 
     def _renotify(self, stored: StoredVersion) -> None:
         """A loaded user's stored version was never notified (a crash or broker failure between
         the Redis write and the acknowledgement): notify it now."""
-        self._send(Notification(stored.user_id, stored.version, stored.watermark_ms,
-                                stored.computed_at_ms, stored.model_version))
+        self._notifier.resend(stored)
         self._resent += 1
         self.metrics.notifications_resent.inc()
-        logger.info("notification resent user_id=%s version=%d", stored.user_id, stored.version)
-
-    def _send(self, note: Notification) -> None:
-        self.parts.producer.produce(self.parts.topics.updates, key=note.user_id.encode(),
-                                    value=encode_notification(note))
-        self._notified.append((note.user_id, note.version))
 
     def _observe_latency(self, contributors: Contributors, written_at_ms: dict[str, int]) -> None:
         for user_id, at_ms in written_at_ms.items():

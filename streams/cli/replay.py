@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from encoders.evaluation.datasets.registry import DATASETS
+from state.records import Behavior
 from streams.cli.event_records import Record, dataset_records, file_records, wire_event
 from streams.cli.exit_codes import ExitCode
 from streams.cli.schedule import Pacer, send_offsets_s
@@ -29,12 +30,14 @@ __all__ = ["Checked", "ReadyEvent", "check_records", "format_summary", "register
 
 @dataclass(frozen=True)
 class ReadyEvent:
-    """One event that passed the worker's decoding: its topic's scenario, key, value and event time."""
+    """One event that passed the worker's decoding: its topic's scenario, key, value and event time,
+    and the ``Behavior`` the worker decodes from it (what ``unistate backfill`` applies)."""
 
     scenario: str
     key: bytes
     value: bytes
     ts_ms: int
+    behavior: Behavior
 
 
 @dataclass
@@ -60,7 +63,7 @@ def _ready(where: str, record: Any, limits: EventLimits, now_ms: int) -> ReadyEv
     user_id = wire.get("user_id")
     key = user_id.encode() if isinstance(user_id, str) else None
     behavior = decode_event(scenario, key, value, now_ms, limits)  # the worker's decoding and validation
-    return ReadyEvent(scenario, key or b"", value, behavior.ts_ms)
+    return ReadyEvent(scenario, key or b"", value, behavior.ts_ms, behavior)
 
 
 def check_records(records: Iterable[Record], limits: EventLimits, now_ms: int) -> Checked:

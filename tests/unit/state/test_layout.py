@@ -16,6 +16,9 @@ def test_user_key_format() -> None:
     assert RedisKeys().user("42") == "unistate:user:42"
     assert RedisKeys("t1").user("a:b") == "t1:user:a:b"
     assert RedisKeys("t1").user_pattern() == "t1:user:*"
+    assert RedisKeys("t1").user_id(b"t1:user:a:b") == RedisKeys("t1").user_id("t1:user:a:b") == "a:b"
+    assert RedisKeys("t1").user_id(b"t1:quarantine:a") is None
+    assert RedisKeys("t1").user_id(b"t1:user:\xff") is None
     with pytest.raises(ValueError):
         RedisKeys("")
 

@@ -15,7 +15,7 @@ from streams.logs import JsonFormatter
     "argv",
     [[], ["worker"], ["topics"], ["topics", "create"], ["topics", "list"], ["topics", "describe"],
      ["topics", "delete"], ["offsets"], ["offsets", "show"], ["offsets", "reset"], ["produce"], ["replay"],
-     ["inspect"]],
+     ["inspect"], ["reembed"], ["backfill"]],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -27,8 +27,13 @@ def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[s
 def test_required_commands_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
     build_parser().print_help()
     out = capsys.readouterr().out
-    for command in ("worker", "topics", "offsets", "produce", "replay", "inspect"):
+    for command in ("worker", "topics", "offsets", "produce", "replay", "inspect", "reembed", "backfill"):
         assert command in out
+
+
+def test_reembed_resume_needs_a_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reembed", "--resume"]) == 2
+    assert "--resume needs --checkpoint FILE" in capsys.readouterr().err
 
 
 def test_produce_needs_a_source() -> None:
