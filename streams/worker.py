@@ -151,8 +151,9 @@ class Worker:
                         self._rewind_and_wait(messages, exc, backoff)
                         continue
                     self.batches += 1
-                    if not self.available:
-                        self._set_available(True, backoff)
+                    backoff.reset()
+                if not self.available:  # a batch went through, or nothing is pending any more
+                    self._set_available(True)
                 self.metrics.cached_users.set(len(self._cache))
                 self._cache.evict()
                 self.metrics.cached_bytes.set(self._cache.total_bytes)
@@ -165,8 +166,7 @@ class Worker:
         their new owner; everything already written to Redis is deduplicated there."""
         dependency = "redis" if isinstance(error, RedisUnavailableError) else "kafka"
         self.metrics.batch_failures.labels(dependency).inc()
-        self._set_available(False, backoff)
-        self.parts.health.set_paused(f"{dependency} unavailable")
+        self._set_available(False, f"{dependency} unavailable")
         consumer = self.parts.consumer
         wait_s = backoff.next_wait_s()
         logger.warning("batch failed, consumption paused dependency=%s wait_s=%.1f error=%s",
@@ -179,13 +179,12 @@ class Worker:
         consumer.rewind(messages)
         consumer.resume_all()
 
-    def _set_available(self, available: bool, backoff: OutageBackoff) -> None:
+    def _set_available(self, available: bool, reason: str | None = None) -> None:
         self.available = available
         self.metrics.consumption_paused.set(0 if available else 1)
+        self.parts.health.set_paused(None if available else reason)
         if available:
-            backoff.reset()
-            self.parts.health.set_paused(None)
-            logger.info("dependencies back: consumption resumed")
+            logger.info("consumption resumed")
 
     def process(self, messages: list[Message]) -> BatchResult:
         """Handle one consumed batch end to end; offsets are committed only at the very end."""
