@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 __all__ = ["ACTIONS", "SCENARIOS", "Behavior"]
 
@@ -24,12 +24,13 @@ ACTIONS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Behavior:
+class Behavior(msgspec.Struct, frozen=True, gc=False):
     """One user behaviour in one scenario, as kept in the unified per-user sequence.
 
     ``item_id`` is the feed item, the clicked search result or the ad; ``text`` is a search
-    query. Times are milliseconds since the Unix epoch.
+    query. Times are milliseconds since the Unix epoch. A frozen msgspec struct rather than a
+    frozen dataclass: the same fields, equality, hashing and immutability, built ~10x faster
+    (one is built per consumed event). Fields hold only strings and ints, so no GC tracking.
     """
 
     event_id: str

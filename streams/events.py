@@ -15,11 +15,14 @@ __all__ = [
     "EVENT_MODELS",
     "MIN_TS_MS",
     "AdsEvent",
+    "AdsAction",
     "EventLimits",
+    "FeedAction",
     "FeedEvent",
     "SearchEvent",
     "decode_event",
     "encode_event",
+    "unpack_payload",
 ]
 
 #: 2000-01-01T00:00:00Z: no event time may be earlier.
@@ -28,6 +31,9 @@ MAX_ID_CHARS = 128
 MAX_QUERY_CHARS = 512
 MAX_DWELL_MS = 86_400_000
 MAX_POSITION = 10_000
+
+FeedAction = Literal["impression", "click", "like", "collect", "comment", "share", "follow", "hide"]
+AdsAction = Literal["impression", "click", "conversion"]
 
 #: Ids are printable: control characters (NUL, newline, escape, ...) break keys, logs and headers.
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -72,7 +78,7 @@ class FeedEvent(_Event):
 
     scenario: ClassVar[str] = "feed"
 
-    action: Literal["impression", "click", "like", "collect", "comment", "share", "follow", "hide"]
+    action: FeedAction
     item_id: Id
     dwell_ms: int = Field(default=0, ge=0, le=MAX_DWELL_MS)
 
@@ -111,7 +117,7 @@ class AdsEvent(_Event):
 
     scenario: ClassVar[str] = "ads"
 
-    action: Literal["impression", "click", "conversion"]
+    action: AdsAction
     ad_id: Id
     creative_id: Id | None = None
 
@@ -131,7 +137,8 @@ def encode_event(payload: dict[str, Any]) -> bytes:
     return msgpack.packb(payload, use_bin_type=True)
 
 
-def _unpack(value: bytes, limits: EventLimits) -> dict[str, Any]:
+def unpack_payload(value: bytes, limits: EventLimits) -> dict[str, Any]:
+    """The message's msgpack map; ``PoisonMessageError`` when too large, not msgpack or not a map."""
     if len(value) > limits.max_message_bytes:
         raise PoisonMessageError(
             "message_too_large", f"{len(value)} bytes > limit {limits.max_message_bytes}"
@@ -160,7 +167,7 @@ def decode_event(
     """
     if value is None:
         raise PoisonMessageError("decode_error", "message has no value (tombstone)")
-    payload = _unpack(value, limits)
+    payload = unpack_payload(value, limits)
     model = EVENT_MODELS[scenario]
     context = {"now_ms": now_ms, "max_future_skew_ms": limits.max_future_skew_ms}
     try:
