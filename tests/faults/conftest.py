@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from harness import REPO, Outcome, Run, UserState, stream_events
+from harness import REPO, Outcome, Run, UserState, kill_leftovers, stream_events
 
 from streams.devservers.servers import Server, start_broker, start_redis
 
@@ -78,6 +78,13 @@ def reference(broker: Server, redis_process: RedisProcess, tiny_model_dir: Path,
         snapshot = run.snapshot(client, users)
     assert len(snapshot) == len(users)
     return snapshot
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_workers() -> Iterator[None]:
+    """Whatever a case did, no worker process outlives it."""
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture()

@@ -99,6 +99,20 @@ class Outcome:
                     or self.vectors_differing or self.notifications_missing or self.worker_exits_unexpected)
 
 
+#: Every run of this process, so a failed case's workers can be killed (``kill_leftovers``).
+RUNS: list[Run] = []
+
+
+def kill_leftovers() -> None:
+    """SIGKILL every worker a case left running (a failed assertion skips its ``stop_all``)."""
+    for run in RUNS:
+        for process, _ in run.workers:
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)
+    RUNS.clear()
+
+
 class Run:
     """One run over the stream: its own topics, consumer group and Redis key prefix."""
 
@@ -116,6 +130,7 @@ class Run:
         self._lock = threading.Lock()
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         create_topics(admin, self.names, PARTITIONS, 1)
+        RUNS.append(self)
 
     # --- input -------------------------------------------------------------------------------
     def produce(self, messages: list[Message3], over_s: float = 0.0) -> None:
