@@ -47,14 +47,15 @@ ScenarioEvent = tuple[str, dict]
 class WorkerConfig:
     max_batch_users: int
     consume_wait_ms: int
+    recompute_interval_ms: int = 0  # 0: every batch recomputes its users (no coalescing)
 
     @classmethod
     def parse(cls, text: str) -> WorkerConfig:
-        users, latency = text.split(":")
-        return cls(int(users), int(latency))
+        users, latency, *interval = text.split(":")
+        return cls(int(users), int(latency), int(interval[0]) if interval else 0)
 
     def __str__(self) -> str:
-        return f"{self.max_batch_users}:{self.consume_wait_ms}"
+        return f"{self.max_batch_users}:{self.consume_wait_ms}:{self.recompute_interval_ms}"
 
 
 @dataclass
@@ -109,7 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--live-rate", type=float, default=500.0, help="live events per second (default 500)")
     parser.add_argument("--configs", nargs="+", type=WorkerConfig.parse,
                         default=[WorkerConfig(1, 50), WorkerConfig(64, 50), WorkerConfig(64, 5)],
-                        help="worker configs max_batch_users:consume_wait_ms (default 1:50 64:50 64:5)")
+                        help="worker configs max_batch_users:consume_wait_ms[:recompute_interval_ms] "
+                        "(interval default 0: no coalescing; default configs 1:50 64:50 64:5)")
     parser.add_argument("--baseline", type=WorkerConfig.parse, default=WorkerConfig(1, 50),
                         help="config the ratios are against (default 1:50)")
     parser.add_argument("--partitions", type=int, default=2, help="partitions per topic (default 2)")
@@ -205,6 +207,7 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
     worker = build_worker(kafka, redis_settings, ModelSettings(artifact_dir=artifact),
                           WorkerSettings(max_batch_users=config.max_batch_users,
                                          consume_wait_ms=config.consume_wait_ms,
+                                         recompute_interval_ms=config.recompute_interval_ms,
                                          max_batch_messages=args.max_batch_messages),
                           encoder=encoder, state_config=state_config)
     progress = Progress()
@@ -242,7 +245,7 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
 
 def tables(results: list[RunResult], baseline: WorkerConfig) -> str:
     base = next((r for r in results if r.config == baseline), results[0])
-    out = [f"ratios against {base.config} (max_batch_users:consume_wait_ms)", "",
+    out = [f"ratios against {base.config} (max_batch_users:consume_wait_ms:recompute_interval_ms)", "",
            "| config | backlog events | drain s | events/s | × baseline | users recomputed "
            "| model calls | mean users/call | batches | group join s |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -151,6 +151,9 @@ def build_worker(
         max_batch_messages=worker.max_batch_messages,
         consume_wait_ms=worker.consume_wait_ms,
         max_batch_users=worker.max_batch_users,
+        recompute_interval_ms=worker.recompute_interval_ms,
+        recompute_max_events=worker.recompute_max_events,
+        max_dirty_users=worker.max_dirty_users,
         metadata_timeout_s=kafka.admin_timeout_s,
         fault_hook=fault_hook,
     )

@@ -11,20 +11,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from streams.errors import ConfigurationError, KafkaUnavailableError
 from streams.logs import kafka_client_logger
 
-__all__ = ["EventConsumer", "next_offsets"]
+__all__ = ["EventConsumer"]
 
 logger = logging.getLogger(__name__)
 
 PartitionsCallback = Callable[[list[TopicPartition]], None]
-
-
-def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
-    """The offset to commit per partition: one past the highest offset seen in ``messages``."""
-    highest: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        tp = (str(msg.topic()), int(msg.partition()))
-        highest[tp] = max(highest.get(tp, -1), int(msg.offset()))
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
 
 
 class EventConsumer:
@@ -99,11 +90,10 @@ class EventConsumer:
                 logger.warning("consumer error code=%s detail=%s", err.name(), err.str())
         return messages
 
-    def store_and_commit(self, messages: Sequence[Message]) -> list[TopicPartition]:
-        """Store the next offsets of ``messages`` and commit them synchronously."""
-        offsets = next_offsets(messages)
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """Store ``offsets`` (the next offset to read, per partition) and commit them synchronously."""
         if not offsets:
-            return []
+            return
         try:
             self.client.store_offsets(offsets=offsets)
             committed = self.client.commit(asynchronous=False) or []
@@ -112,7 +102,6 @@ class EventConsumer:
         failed = [tp for tp in committed if tp.error is not None]
         if failed:
             raise KafkaUnavailableError(f"offset commit failed for {failed}")
-        return offsets
 
     def pause_all(self) -> None:
         """Stop fetching from every assigned partition, and from partitions assigned later until

@@ -99,6 +99,9 @@ class WorkerMetrics:
         self.consumption_paused = Gauge(
             "unistate_consumption_paused",
             "1 while consumption is paused because Redis or the broker is away.", registry=r)
+        self.dirty_users = Gauge(
+            "unistate_dirty_users",
+            "Users with applied events waiting for their recompute window (not yet in Redis).", registry=r)
         self.cached_users = Gauge(
             "unistate_cached_users", "User sequences held in memory.", registry=r)
         self.cached_bytes = Gauge(

@@ -127,6 +127,10 @@ class WorkerSettings(BaseSettings):
     Health: ``/healthz`` fails when the loop has not ticked for ``liveness_window_s``; ``/readyz``
     pings Redis when no Redis operation succeeded for ``readiness_redis_ping_s``.
     ``throughput_log_s``: one throughput log line per this many seconds (0 = off).
+    Coalesced recompute: a user is recomputed at most once per ``recompute_interval_ms`` (0: after
+    every batch), sooner when it gathered ``recompute_max_events`` new events, and every waiting
+    user is due when more than ``max_dirty_users`` wait; offsets are committed only below the
+    events still waiting.
     ``fail_after_publish`` and ``fault_kill_at`` are test hooks for the fault suite:
     ``fail_after_publish`` exits (status 75) right after Redis and the notification topic have a
     batch's results, before its offsets are committed; ``fault_kill_at="POINT:N"`` SIGKILLs the
@@ -139,6 +143,9 @@ class WorkerSettings(BaseSettings):
     max_batch_messages: int = Field(default=500, ge=1)
     consume_wait_ms: int = Field(default=50, ge=1)
     max_batch_users: int = Field(default=64, ge=1)
+    recompute_interval_ms: int = Field(default=500, ge=0)
+    recompute_max_events: int = Field(default=64, ge=1)
+    max_dirty_users: int = Field(default=20_000, ge=1)
     max_message_bytes: int = Field(default=64 * 1024, ge=64)
     max_future_skew_ms: int = Field(default=5 * 60_000, ge=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)

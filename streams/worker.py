@@ -22,6 +22,7 @@ from state.records import Behavior
 from state.sequence import ApplyResult, UserSequence
 from state.store import SequenceStore, StoredVersion
 from streams.consumer import EventConsumer
+from streams.dirty import CommitTracker, DirtyUsers
 from streams.dlq import DeadLetterQueue
 from streams.errors import KafkaUnavailableError, PoisonMessageError, RedisUnavailableError, StreamsError
 from streams.events import EventLimits
@@ -72,6 +73,11 @@ class WorkerParts:
     max_batch_messages: int = 500
     consume_wait_ms: int = 50
     max_batch_users: int = 64
+    #: Coalesced recompute: a user is recomputed at most once per this window (0: every batch) ...
+    recompute_interval_ms: int = 0
+    #: ... or as soon as it gathered this many unpublished events; all are due above max_dirty_users.
+    recompute_max_events: int = 64
+    max_dirty_users: int = 20_000
     metadata_timeout_s: float = 15.0
     #: Fault-suite hook: called with ``"published"`` once Redis has a batch (notifications not
     #: flushed) and with ``"flushed"`` once the broker acknowledged them (offsets not committed).
@@ -110,6 +116,10 @@ class Worker:
         self._recomputer = Recomputer(parts.encoder, parts.policy, parts.max_batch_users,
                                       on_unknown_items=self.metrics.unknown_items.inc)
         self._cache = self._new_cache()
+        self._dirty = DirtyUsers(parts.recompute_interval_ms / 1000, parts.recompute_max_events,
+                                 parts.max_dirty_users)
+        self._commits = CommitTracker()
+        self._unpublished_on_failure: list[Message] = []
         self._retry = parts.retry
         self._notifier = Notifier(parts.producer, parts.topics.updates, self._publisher, parts.retry,
                                   self.metrics.redis_retries.inc, self._stop)
@@ -147,20 +157,32 @@ class Worker:
             while not self._stop.is_set():
                 p.health.tick()
                 messages = consumer.consume(p.max_batch_messages, p.consume_wait_ms / 1000)
-                if messages:
+                if messages or self._dirty:
                     try:
                         self.process(messages)
                     except (RedisUnavailableError, KafkaUnavailableError) as exc:
-                        self._rewind_and_wait(messages, exc, backoff)
+                        self._rewind_and_wait(messages + self._unpublished_on_failure, exc, backoff)
                         continue
-                    self.batches += 1
-                    backoff.reset()
+                    if messages:
+                        self.batches += 1
+                        backoff.reset()
                 if not self.available:  # a batch went through, or nothing is pending any more
                     self._set_available(True)
                 self.metrics.cached_users.set(len(self._cache))
                 self._cache.evict()
                 self.metrics.cached_bytes.set(self._cache.total_bytes)
+            self._publish_remaining()
         logger.info("worker stopped batches=%d", self.batches)
+
+    def _publish_remaining(self) -> None:
+        """On a clean stop, publish and commit the users still waiting for their window."""
+        if not self._dirty:
+            return
+        try:
+            self.process([], everything=True)
+        except (RedisUnavailableError, KafkaUnavailableError) as exc:  # uncommitted: they come again
+            logger.warning("stopping with %d unpublished users (uncommitted, redelivered) error=%s",
+                           len(self._dirty), exc)
 
     def _rewind_and_wait(self, messages: list[Message], error: StreamsError, backoff: OutageBackoff) -> None:
         """A dependency is away: nothing of the batch was committed. Pause consumption, wait
@@ -189,37 +211,47 @@ class Worker:
         if available:
             logger.info("consumption resumed")
 
-    def process(self, messages: list[Message]) -> BatchResult:
-        """Handle one consumed batch end to end; offsets are committed only at the very end."""
+    def process(self, messages: list[Message], everything: bool = False) -> BatchResult:
+        """Apply one consumed batch, publish the users that are due (all of them with
+        ``everything``), then commit the offsets below every unpublished event."""
         started = time.perf_counter()
         result = BatchResult(messages=len(messages))
         self._notifier.reset()
         self._resent = 0
         try:
             decoded = self._decode(messages, result)
-            changed, contributors = self._apply(decoded, result)
-            written_at_ms = self._recompute_and_publish(changed, contributors, result)
-            self._fault("published")
+            self._apply(decoded, result)
+            due = self._dirty.due(time.monotonic(), everything)
+            contributors = self._dirty.contributors(due)
+            written_at_ms = self._recompute_and_publish(due, contributors, result)
+            if written_at_ms:
+                self._fault("published")
             self._notifier.acknowledge()  # notifications and dead letters acknowledged, then nv set
+            self._dirty.done(due)
+            self._commits.processed(messages)
+            offsets = self._commits.to_commit(self._dirty.first_offsets())
+            result.notifications_resent = self._resent
+            self._observe_latency(contributors, written_at_ms)
+            if offsets:
+                self._fault("flushed")
+                self.parts.consumer.commit(offsets)
+                self._commits.committed(offsets)
+                self.metrics.commits.inc()
         except BaseException:
-            self._cache = self._new_cache()  # may hold unpublished state
+            # Unpublished state is dropped (its events are uncommitted and come again); the
+            # caller rewinds to them. Partitions may also have moved: Redis is the truth.
+            self._unpublished_on_failure = self._dirty.messages()
+            self._dirty.clear()
+            self._cache = self._new_cache()
             raise
-        result.notifications_resent = self._resent
-        self._observe_latency(contributors, written_at_ms)
-        self._fault("flushed")
-        try:
-            self.parts.consumer.store_and_commit(messages)
-        except KafkaUnavailableError:
-            self._cache = self._new_cache()  # partitions may have moved: Redis is the truth
-            raise
-        self.metrics.commits.inc()
         finished = time.perf_counter()
         self.metrics.batch_seconds.observe(finished - started)
+        self.metrics.dirty_users.set(len(self._dirty))
         if self.parts.on_batch is not None:
             self.parts.on_batch(messages, result, started, finished)
         logger.debug("batch done messages=%d dead_letters=%d duplicates=%d stale=%d changed=%d written=%d "
-                     "resent=%d", result.messages, result.dead_letters, result.duplicates, result.stale,
-                     result.users_changed, result.users_written, result.notifications_resent)
+                     "resent=%d waiting=%d", result.messages, result.dead_letters, result.duplicates, result.stale,
+                     result.users_changed, result.users_written, result.notifications_resent, len(self._dirty))
         return result
 
     def _fault(self, point: str) -> None:
@@ -253,30 +285,36 @@ class Worker:
         result.dead_letters += 1
 
     def _sequences(self, user_ids: list[str]) -> dict[str, UserSequence]:
-        """Cached sequences, the rest loaded from Redis (new users start empty)."""
+        """Dirty (unpublished) sequences first, then cached ones, the rest loaded from Redis (new
+        users start empty)."""
         now_s = time.monotonic()  # one touch time for the batch
-        found = {u: s for u in user_ids if (s := self._cache.get(u, now_s)) is not None}
+        dirty, cache = self._dirty, self._cache
+        found = {u: s for u in user_ids if (s := dirty.get(u)) is not None or (s := cache.get(u, now_s)) is not None}
         missing = [u for u in user_ids if u not in found]
         if missing:
-            loaded = self._retry.call("load_many", lambda: self._store.load_many(missing),
-                                      self._on_redis_retry, stop=self._stop)
-            self.parts.health.redis_ok()
-            for user_id in missing:
-                seq = loaded.get(user_id)
-                if seq is None:  # not `or`: an empty sequence is falsy, and it carries a version
-                    seq = UserSequence(user_id, self.parts.state_config)
-                self._cache.put(seq, now_s)
-                found[user_id] = seq
+            found.update(self._load(missing, now_s))
         return found
 
-    def _apply(
-        self, decoded: list[tuple[Message, Behavior]], result: BatchResult
-    ) -> tuple[dict[str, UserSequence], Contributors]:
-        """Apply decoded events to their users' sequences; ``events_applied`` is counted once per
-        (scenario, result). Returns the users that gained an event and the messages that did it."""
+    def _load(self, user_ids: list[str], now_s: float) -> dict[str, UserSequence]:
+        """Load from Redis (new users start empty) and cache."""
+        loaded = self._retry.call("load_many", lambda: self._store.load_many(user_ids),
+                                  self._on_redis_retry, stop=self._stop)
+        self.parts.health.redis_ok()
+        found = {}
+        for user_id in user_ids:
+            seq = loaded.get(user_id)
+            if seq is None:  # not `or`: an empty sequence is falsy, and it carries a version
+                seq = UserSequence(user_id, self.parts.state_config)
+            self._cache.put(seq, now_s)
+            found[user_id] = seq
+        return found
+
+    def _apply(self, decoded: list[tuple[Message, Behavior]], result: BatchResult) -> None:
+        """Apply decoded events to their users' sequences and mark the users that gained one dirty;
+        ``events_applied`` is counted once per (scenario, result)."""
         sequences = self._sequences(list(dict.fromkeys(b.user_id for _, b in decoded)))
-        changed: dict[str, UserSequence] = {}
-        contributors: Contributors = {}
+        changed: set[str] = set()
+        dirty, now_s = self._dirty, time.monotonic()
         added: Counter[str] = Counter()  # by scenario; keyed apart: hashing an enum is slow
         others: Counter[tuple[str, ApplyResult]] = Counter()
         try:
@@ -286,8 +324,8 @@ class Worker:
                 outcome = _apply_message(seq, msg, behavior)
                 if outcome is _ADDED:
                     added[behavior.scenario] += 1
-                    changed[seq.user_id] = seq
-                    contributors.setdefault(seq.user_id, []).append(pair)
+                    changed.add(seq.user_id)
+                    dirty.add(seq, msg, behavior, now_s)
                 else:
                     others[behavior.scenario, outcome] += 1
                     self._not_added(seq, msg, behavior, outcome, result)
@@ -296,7 +334,6 @@ class Worker:
             for (scenario, outcome), n in others.items():
                 self.metrics.events_applied.labels(scenario, outcome.value).inc(n)
         result.users_changed = len(changed)
-        return changed, contributors
 
     def _not_added(self, seq: UserSequence, msg: Message, behavior: Behavior, outcome: ApplyResult,
                    result: BatchResult) -> None:
@@ -359,11 +396,13 @@ class Worker:
         return refused
 
     def _reapply(self, user_ids: list[str], contributors: Contributors) -> dict[str, UserSequence]:
-        """Reload ``user_ids`` from Redis and apply this batch's events again; returns the users
-        that still gained an event (the others' events were all written by the other worker)."""
+        """Reload ``user_ids`` from Redis and apply their unpublished events again; returns the
+        users that still gained an event (the others' events were all written by the other worker)."""
         for user_id in user_ids:
             self._cache.pop(user_id)
-        sequences = self._sequences(user_ids)
+        sequences = self._load(user_ids, time.monotonic())
+        for seq in sequences.values():
+            self._dirty.replace(seq)  # the stale sequence goes; its unpublished events stay listed
         gained = {}
         for user_id, seq in sequences.items():
             outcomes = [_apply_message(seq, msg, behavior) for msg, behavior in contributors[user_id]]
@@ -390,8 +429,11 @@ class Worker:
                     self.metrics.observe_latency(max(at_ms - ts_ms, 0) / 1000)
 
     def _on_revoke(self, partitions: list[object]) -> None:
-        """Partitions move to another member: forget cached users (Redis has their state)."""
+        """Partitions move to another member: forget cached users (Redis has their state) and the
+        users still waiting for their window (their events are uncommitted: the new owner reads them)."""
         self._cache = self._new_cache()
+        self._dirty.clear()
+        self._commits.clear()
         self.parts.health.set_assigned(False)
 
     def _on_redis_retry(self) -> None:

@@ -48,7 +48,7 @@ def test_a_refused_publish_reloads_and_loses_no_event(
                               topic_prefix=f"{unique}.", consumer_options=BROKER_CONSUMER_OPTIONS)
         return build_worker(kafka, RedisSettings(url=redis_server.url, key_prefix=unique),
                             ModelSettings(artifact_dir=tiny_model_dir, providers=["CPUExecutionProvider"]),
-                            WorkerSettings())
+                            WorkerSettings(recompute_interval_ms=0))
 
     owner, zombie = worker("owner"), worker("zombie")
     kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap)
@@ -99,7 +99,7 @@ def test_a_quarantined_user_is_published_above_its_stored_version(
     client.hset(keys.user("zoe"), mapping={"ver": 7, "seq": b"\xc1 garbage"})
     worker = build_worker(kafka, RedisSettings(url=redis_server.url, key_prefix=unique),
                           ModelSettings(artifact_dir=tiny_model_dir, providers=["CPUExecutionProvider"]),
-                          WorkerSettings())
+                          WorkerSettings(recompute_interval_ms=0))
     with ExitStack() as stack:
         for part in (worker.parts.redis_client, worker.parts.producer, worker.parts.consumer):
             stack.enter_context(part)

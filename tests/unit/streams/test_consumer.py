@@ -1,21 +1,12 @@
-"""The consumer wrapper's offset arithmetic and its refusal of auto-commit settings."""
+"""The consumer wrapper refuses auto-commit settings."""
 
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Message
 
-from streams.consumer import EventConsumer, next_offsets
+from streams.consumer import EventConsumer
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings
-
-
-def test_next_offsets_are_one_past_the_highest_per_partition() -> None:
-    msgs = [Message(topic=t, partition=p, offset=o)
-            for t, p, o in [("a", 0, 5), ("a", 0, 3), ("a", 1, 0), ("b", 0, 9)]]
-    assert [(tp.topic, tp.partition, tp.offset) for tp in next_offsets(msgs)] == [
-        ("a", 0, 6), ("a", 1, 1), ("b", 0, 10)]
-    assert next_offsets([]) == []
 
 
 def test_auto_commit_or_auto_store_is_refused() -> None:

@@ -101,10 +101,12 @@ def batch() -> list[Message]:
 
 
 def run(worker: Worker, messages: list[Message]) -> tuple[BatchResult, dict]:
+    """Decode and apply one batch; returns its result and the users waiting with their offsets."""
     result = BatchResult(messages=len(messages))
-    changed, contributors = worker._apply(worker._decode(messages, result), result)
-    return result, {user: [m.offset() for m, _ in pairs] for user, pairs in contributors.items()} | {
-        "changed": sorted(changed)}
+    worker._apply(worker._decode(messages, result), result)
+    waiting = worker._dirty.contributors(worker._dirty.due(0.0, everything=True))
+    return result, {user: [m.offset() for m, _ in pairs] for user, pairs in waiting.items()} | {
+        "changed": sorted(waiting)}
 
 
 def test_batch_outcomes_and_dead_letters() -> None:
