@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,10 +158,12 @@ def batch_observer(progress: Progress):  # noqa: ANN201 - the worker's on_batch 
 
 
 def wait_messages(progress: Progress, target: int, timeout_s: float, errors: list[BaseException],
-                  bar: tqdm) -> None:
+                  bar: tqdm, settled: Callable[[], bool] = lambda: True) -> None:
+    """Until the worker processed ``target`` messages and ``settled()`` (no user waits for its
+    recompute window: everything is in Redis)."""
     deadline = time.monotonic() + timeout_s
     with progress.done:
-        while progress.messages < target:
+        while progress.messages < target or not settled():
             if errors:
                 raise errors[0]
             left = deadline - time.monotonic()
@@ -216,16 +219,17 @@ def run_config(config: WorkerConfig, servers: tuple, encoder, artifact: Path,  #
         bar = stack.enter_context(tqdm(total=len(backlog), desc=f"  drain {config}", unit="ev", leave=False))
         run_started = time.perf_counter()
         errors = stack.enter_context(running(worker))
-        wait_messages(progress, len(backlog), args.drain_timeout_s, errors, bar)
+        published = lambda: worker.metrics.dirty_users._value.get() == 0  # noqa: E731
+        wait_messages(progress, len(backlog), args.drain_timeout_s, errors, bar, published)
         first_start, last_end = progress.spans[0][0], progress.spans[-1][1]
-        batches = len(progress.spans)
+        batches = sum(1 for *_, n in progress.spans if n)
         drained = worker.metrics.snapshot()
         worker.metrics.clear_latency_samples()  # backlog messages waited in Kafka by design: not latency
         progress.kafka_ms.clear()
         with KafkaProducer(kafka.producer_config()) as producer:
             produce_paced(producer, topics, live, args.live_rate, progress=True)
         bar.reset(total=len(backlog) + len(live))
-        wait_messages(progress, len(backlog) + len(live), args.drain_timeout_s, errors, bar)
+        wait_messages(progress, len(backlog) + len(live), args.drain_timeout_s, errors, bar, published)
     users = sorted({e["user_id"] for _, e in backlog + live})
     client = redis.Redis.from_url(redis_server.url)
     try:
