@@ -171,7 +171,7 @@ def _report(worker: Worker, events: list[tuple[str, dict[str, Any]]]) -> None:
     _say(f"events produced per scenario: {produced}")
     _say(f"events consumed per scenario (incl. malformed): {snapshot.consumed}")
     _say(f"dead-lettered: {snapshot.dead_letters_total}; embedding writes: {snapshot.users_updated} "
-         f"(one per user per micro-batch that changed it)")
+         f"(at most one per user per recompute window that changed it)")
     if quantiles:
         _say(f"event→Redis latency: p50={quantiles[0]:.0f} ms p99={quantiles[1]:.0f} ms")
 
