@@ -239,9 +239,11 @@ class Worker:
                 self.metrics.commits.inc()
         except BaseException:
             # Unpublished state is dropped (its events are uncommitted and come again); the
-            # caller rewinds to them. Partitions may also have moved: Redis is the truth.
+            # caller rewinds to them, so what was processed no longer counts towards a commit.
+            # Partitions may also have moved: Redis is the truth.
             self._unpublished_on_failure = self._dirty.messages()
             self._dirty.clear()
+            self._commits.clear()
             self._cache = self._new_cache()
             raise
         finished = time.perf_counter()
