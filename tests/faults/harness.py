@@ -231,6 +231,11 @@ class Run:
                       if done.get((t, p), -1) < end}
             raise AssertionError(f"{exc}; (committed, end) behind: {behind}") from None
 
+    def wait_committed(self, at_least: int, timeout_s: float = 120) -> None:
+        """Until the group committed ``at_least`` messages in all (the worker is mid-stream)."""
+        wait_for(lambda: sum(max(o, 0) for o in self.committed().values()) >= at_least, timeout_s,
+                 f"{self.name}: {at_least} messages committed")
+
     def snapshot(self, client: redis.Redis, users: list[str]) -> dict[str, UserState]:
         sequences = SequenceStore(client, self.keys).load_many(users)
         reader = EmbeddingReader(client, self.keys)

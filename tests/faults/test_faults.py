@@ -78,16 +78,15 @@ def test_a_sigstopped_zombie_across_a_rebalance(
     zombie, owner = run.start_worker(), run.start_worker()
     run.wait_caught_up()
     producing = run.produce_in_background(stream[0][200:half], over_s=10)
-    time.sleep(3)
+    run.wait_committed(400)  # both workers are busy with the new events
     zombie.send_signal(signal.SIGSTOP)  # past the 6 s session timeout: its partitions move
     if resume.startswith("after"):
         producing.join()
         run.wait_caught_up()
-        time.sleep(2)
         zombie.send_signal(signal.SIGCONT)
         run.produce(stream[0][half:])
     else:
-        time.sleep(7)
+        time.sleep(7)  # the fault: stopped past the 6 s session timeout
         rest = run.produce_in_background(stream[0][half:], over_s=5)
         zombie.send_signal(signal.SIGCONT)
         rest.join()
@@ -106,7 +105,7 @@ def test_dependencies_away(
     outcome = Outcome(fault, stream[1], 1)
     producing = run.produce_in_background(stream[0], over_s=25)
     run.start_worker()
-    time.sleep(8)
+    run.wait_committed(800)  # mid-stream
     if fault == "redis paused 10 s":
         redis_process.server.process.send_signal(signal.SIGSTOP)
         time.sleep(10)
