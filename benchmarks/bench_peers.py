@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run_one(name, pythons[name], argv, repeat, args.run_timeout_s, log_dir))
                 bar.update()
     users = len({e["user_id"] for _, e in events})
-    print(f"## bench_peers\n\n{machine()}\n\ncommand: `{shlex.join(['python', *sys.argv])}`\n\n"
+    print(f"## bench_peers\n\n{machine()}\n\ncommand: `{shlex.join([sys.executable, *sys.argv])}`\n\n"
           f"{args.events:,} events of {users:,} users, 3 topics × {args.partitions} partitions on one Tansu broker, "
           f"fetch.wait.max.ms={args.fetch_wait_max_ms}, {args.repeats} repeats interleaved (median, min–max); "
           "stub encoder (no model, no Redis write)\n")
