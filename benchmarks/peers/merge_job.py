@@ -32,7 +32,7 @@ from streams.events import EventLimits
 from streams.fast_decode import decode_event_fast
 from streams.topics import TopicNames
 
-__all__ = ["MergeJob", "Meter", "base_parser", "input_topics", "peak_rss_mib", "result_line"]
+__all__ = ["MergeJob", "Meter", "base_parser", "input_topics", "peak_rss_mib", "require", "result_line"]
 
 _ADDED = ApplyResult.ADDED
 
