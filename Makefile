@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= cpu,train,parquet,embedded,faust,plot,dev
 
-.PHONY: help venv demo test test-faults test-unit test-integration lint lint-imports evaluate bench clean redis-server
+.PHONY: help venv demo test test-faults test-unit test-integration lint lint-imports evaluate bench-peers clean redis-server
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -62,6 +62,12 @@ evaluate: $(STAMP)  ## the default recipe vs baselines on every dataset, and the
 	    --json $(EVAL_OUT)/$$d.json 2>&1 | tee $(EVAL_OUT)/$$d.log | grep -v '^ts=' || exit 1; done
 	set -o pipefail; $(VENV)/bin/unistate evaluate --dataset tianchi-ecomm --quota-study ads --no-progress \
 	  --json $(EVAL_OUT)/tianchi-quota-study.json 2>&1 | tee $(EVAL_OUT)/tianchi-quota-study.log | grep -v '^ts='
+
+PEERS_VENV ?= .artifacts/quix-venv
+bench-peers: $(STAMP) redis-server  ## unistate vs faust-streaming and Quix Streams on one merge job (Quix in its own venv: its pins differ)
+	test -x $(PEERS_VENV)/bin/python || ($(PYTHON) -m venv $(PEERS_VENV) && \
+	  $(PEERS_VENV)/bin/pip install -q quixstreams msgpack msgspec numpy 'redis[hiredis]' psutil)
+	$(PY) benchmarks/bench_peers.py --quix-python $(PEERS_VENV)/bin/python
 
 clean:  ## remove the virtualenv and build outputs
 	rm -rf $(VENV) build *.egg-info .artifacts .pytest_cache

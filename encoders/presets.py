@@ -16,4 +16,4 @@ def default(use_text: bool = False) -> TrainConfig:
 def demo(use_text: bool = False) -> TrainConfig:
     """The default recipe on a small model that trains in under a minute (``make demo``)."""
     model = ModelConfig(d_model=32, dim=32, n_layers=1, n_heads=2, use_text=use_text, content_dim=64)
-    return TrainConfig(model=model, batch_size=128, n_negatives=1024, threads=2)
+    return TrainConfig(model=model, batch_size=128, n_negatives=1024, min_steps=200, threads=2)

@@ -72,7 +72,7 @@ def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample],
             if (cfg.scenario_mask is None or cfg.scenario_mask[s]) and rows[u][held] > 1:
                 out[b, s, 0] = rows[u][held]
             continue
-        horizon = h.ts_ms[p - 1] + cfg.target_window_ms
+        horizon = np.iinfo(np.int64).max if cfg.target_window_ms is None else h.ts_ms[p - 1] + cfg.target_window_ms
         for s in range(n_scen):
             if cfg.scenario_mask is not None and not cfg.scenario_mask[s]:
                 continue

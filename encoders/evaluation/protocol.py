@@ -4,13 +4,14 @@ target and everything before it (all scenarios) the context; validation users dr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from encoders.dataset import EventDataset, UserHistory
 from encoders.evaluation.ranking import EvalCases
-from encoders.items import cooccurrence_table
+from encoders.items import align_table, cooccurrence_table
 
 __all__ = ["Split", "split_events", "target_positions"]
 
@@ -59,10 +60,13 @@ def _pick(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 def split_events(
     histories: list[UserHistory], scenario_names: tuple[str, ...], seed: int = 0, val_share: float = 0.1,
     max_val_users: int = 2000, min_users: int = 50, max_test_users: int | None = None, content_dim: int = 64,
+    item_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> Split:
     """Leave-last-out per scenario. Validation users are a seeded random ``val_share`` of the users
     with a target (at most ``max_val_users``); a scenario needs ``min_users`` test targets to be
-    evaluated. ``max_test_users`` keeps a seeded random sample of the test users (faster runs)."""
+    evaluated. ``max_test_users`` keeps a seeded random sample of the test users (faster runs).
+    ``item_vectors`` (item id -> vector, e.g. title embeddings) widen the content table: the
+    first ``content_dim`` columns stay the co-occurrence factors, items without a vector get zeros."""
     rng = np.random.default_rng(seed)
     n_scen = len(scenario_names)
     targets = np.stack([target_positions(h, n_scen) for h in histories]) if histories else np.zeros((0, n_scen))
@@ -81,8 +85,10 @@ def split_events(
     catalogue = _catalogues(histories, n_scen)
     items = sorted(set().union(*catalogue))
     bare = EventDataset(histories=training, items=items)
-    dataset = EventDataset(histories=training, items=items,
-                           content=cooccurrence_table(training, bare, content_dim, seed))
+    content = cooccurrence_table(training, bare, content_dim, seed)
+    if item_vectors:  # e.g. MiniLM title vectors, beside the co-occurrence factors
+        content = np.hstack([content, align_table(bare, item_vectors)])
+    dataset = EventDataset(histories=training, items=items, content=content)
     test, val = [], []
     for s in range(n_scen):
         columns = np.array([dataset.index[i] for i in sorted(catalogue[s])], np.int64)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from encoders.dataset import EventDataset, UserHistory
-from encoders.features import MixingPolicyProtocol, build_inputs
+from encoders.features import MixingPolicyProtocol, TextFn, build_inputs
 from encoders.model import InterestModel
 
 __all__ = [
@@ -60,9 +60,10 @@ class ModelScorer:
     """Scores items by the best-matching query of the target scenario: ``max_q <u_q, v_i>``."""
 
     def __init__(self, model: InterestModel, dataset: EventDataset, policy: MixingPolicyProtocol | None,
-                 input_scenarios: Sequence[int] | None = None, batch_size: int = 512) -> None:
+                 input_scenarios: Sequence[int] | None = None, batch_size: int = 512,
+                 text_fn: TextFn | None = None) -> None:
         self.model, self.dataset, self.policy = model.eval(), dataset, policy
-        self.input_scenarios, self.batch_size = input_scenarios, batch_size
+        self.input_scenarios, self.batch_size, self.text_fn = input_scenarios, batch_size, text_fn
         self._vectors: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -70,7 +71,7 @@ class ModelScorer:
         """``[N, S, Q, D]`` for the contexts (each mixed by the policy, as in serving)."""
         device = next(self.model.parameters()).device
         seqs = [h.context(len(h), self.policy, self.input_scenarios) for h in contexts]
-        inputs = build_inputs(seqs, self.dataset.index, self.model.cfg)
+        inputs = build_inputs(seqs, self.dataset.index, self.model.cfg, self.text_fn)
         return self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
 
     @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from encoders.evaluation.baselines import CooccurrenceKnn, MeanPool, Popularity
 from encoders.evaluation.personalization import personalization_report
 from encoders.evaluation.protocol import Split, split_events
 from encoders.evaluation.ranking import EvalCases, ModelScorer, ScorerProtocol, evaluate_scorer, metrics_from_ranks
-from encoders.features import MixingPolicyProtocol
+from encoders.features import MixingPolicyProtocol, TextFn
+from encoders.items import title_table
 from encoders.model import InterestModel
 from encoders.train import load_checkpoint, train
 
@@ -97,17 +98,19 @@ def _tuned_knn(split: Split, cfg: EvaluationConfig, wrap) -> ScorerProtocol:  # 
 
 
 def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, policy: MixingPolicyProtocol | None,
-                 scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path) -> InterestModel:  # noqa: ANN001
+                 scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path,  # noqa: ANN001
+                 text_fn: TextFn | None = None) -> InterestModel:
     def eval_fn(model: InterestModel) -> float:
-        return _mean_val_ndcg(wrap(ModelScorer(model, split.dataset, policy, scenarios)), val, cfg)
+        return _mean_val_ndcg(wrap(ModelScorer(model, split.dataset, policy, scenarios, text_fn=text_fn)), val, cfg)
 
-    model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, eval_fn=eval_fn))
+    model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn))
     return model
 
 
 def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,
-                     results: Results, planted_items: Callable[[str], set[str]] | None = None) -> None:
-    scorer = ModelScorer(model, split.dataset, policy)
+                     results: Results, planted_items: Callable[[str], set[str]] | None = None,
+                     text_fn: TextFn | None = None) -> None:
+    scorer = ModelScorer(model, split.dataset, policy, text_fn=text_fn)
     with torch.no_grad():
         items = model.item_vectors(torch.arange(split.dataset.n_items)).numpy()
     for c in split.test:
@@ -123,13 +126,18 @@ def _personalization(model: InterestModel, split: Split, policy: MixingPolicyPro
 
 def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...], cfg: EvaluationConfig,
                    policy: MixingPolicyProtocol | None, work_dir: Path | None = None,
-                   planted_items: Callable[[str], set[str]] | None = None) -> Results:
+                   planted_items: Callable[[str], set[str]] | None = None, text_fn: TextFn | None = None,
+                   item_texts: Mapping[str, str] | None = None) -> Results:
     """Baselines, the model (epochs chosen on validation users) and its single-scenario variant.
 
     ``planted_items`` (synthetic data): a user's ground-truth items, for the planted-interest share.
+    ``text_fn`` (MiniLM) encodes event texts for a ``use_text`` model and ``item_texts`` (titles)
+    into vectors that join the co-occurrence factors in the content table.
     """
+    content_dim = cfg.train.model.content_dim or 64
+    vectors = title_table(item_texts, text_fn) if item_texts and text_fn is not None else None
     split = split_events(histories, scenario_names, seed=cfg.seed, max_test_users=cfg.max_test_users,
-                         content_dim=cfg.train.model.content_dim or 64)
+                         content_dim=content_dim, item_vectors=vectors)
     mask = repeat_share(split.training) < REPEAT_SHARE_TO_MASK
 
     def wrap(scorer: ScorerProtocol) -> ScorerProtocol:
@@ -141,14 +149,15 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
     _score("popularity", wrap(Popularity(train_h, split.dataset)), split.test, split, cfg, results)
     _score("last item (co-occurrence)", wrap(CooccurrenceKnn(train_h, split.dataset, last_only=True)),
            split.test, split, cfg, results)
-    _score("mean-pool of recent item vectors", wrap(MeanPool(split.dataset.content, split.dataset)),
+    _score("mean-pool of recent item vectors", wrap(MeanPool(split.dataset.content[:, :content_dim], split.dataset)),
            split.test, split, cfg, results)
     _score("co-occurrence kNN", _tuned_knn(split, cfg, wrap), split.test, split, cfg, results)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
-        model = _train_model(split, cfg, cfg.train, policy, None, split.val, wrap, work / "model")
-        _score("unistate", wrap(ModelScorer(model, split.dataset, policy)), split.test, split, cfg, results)
-        _personalization(model, split, policy, results, planted_items)
+        model = _train_model(split, cfg, cfg.train, policy, None, split.val, wrap, work / "model", text_fn)
+        _score("unistate", wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn)), split.test, split, cfg,
+               results)
+        _personalization(model, split, policy, results, planted_items, text_fn)
         wanted = cfg.single_scenarios if cfg.single_scenarios is not None else scenario_names
         if len(split.test) > 1:
             for c, v in zip(split.test, split.val, strict=True):
@@ -157,9 +166,9 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
                     continue
                 only = tuple(i == s for i in range(len(scenario_names)))
                 tc = replace(cfg.train, scenario_mask=only, input_scenarios=(s,))
-                single = _train_model(split, cfg, tc, policy, (s,), [v], wrap, work / f"single{s}")
-                _score("single-scenario model", wrap(ModelScorer(single, split.dataset, policy, (s,))), [c],
-                       split, cfg, results)
+                single = _train_model(split, cfg, tc, policy, (s,), [v], wrap, work / f"single{s}", text_fn)
+                _score("single-scenario model", wrap(ModelScorer(single, split.dataset, policy, (s,), text_fn=text_fn)),
+                       [c], split, cfg, results)
     return results
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,8 +121,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from encoders.data.synthetic import planted_items
 
         planted = planted_items if args.dataset == "synthetic" else None
-        results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, _policy(args), planted_items=planted)
+        with tempfile.TemporaryDirectory() as tmp:
+            text_fn, item_texts = _evaluation_text(args, Path(tmp)) if args.use_text else (None, None)
+            results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, _policy(args), planted_items=planted,
+                                     text_fn=text_fn, item_texts=item_texts)
     return _report(results, args.json)
+
+
+def _evaluation_text(args: argparse.Namespace, work: Path) -> tuple[Any, dict[str, str] | None]:
+    """MiniLM (exported to ONNX into ``work``) for event texts, and the dataset's item titles if it has any."""
+    from encoders.evaluation.datasets.registry import load_item_texts
+    from encoders.text_export import export_text_encoder
+    from encoders.text_serving import TextEncoder
+
+    item_texts = load_item_texts(args.dataset, args.root) if args.dataset is not None else None
+    export_text_encoder(work / "text")
+    return TextEncoder.load(work / "text").encode, item_texts
 
 
 def _budget_policies(budgets: tuple[int, ...] = QUOTA_STUDY_BUDGETS) -> list[tuple[str, Any]]:

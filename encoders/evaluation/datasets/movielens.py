@@ -20,16 +20,19 @@ from encoders.errors import DataError
 
 __all__ = [
     "INTER_MEMBER",
+    "ITEM_MEMBER",
     "RECBOLE_REQUIREMENT",
     "WHEEL_NAME",
     "default_cache_dir",
     "read_movielens",
+    "read_titles",
     "recbole_wheel",
 ]
 
 RECBOLE_REQUIREMENT = "recbole==1.2.1"
 WHEEL_NAME = "recbole-1.2.1-py3-none-any.whl"
 INTER_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
+ITEM_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.item"
 _FEED = 0  # every rating is one scenario: "feed"
 _CLICK = DEFAULT_ACTIONS.index("click")
 _COLUMNS = ("user_id:token", "item_id:token", "timestamp:float")
@@ -95,3 +98,26 @@ def read_movielens(wheel: Path) -> list[UserHistory]:
             raise DataError(f"{INTER_MEMBER} line {n}: malformed row {line!r}") from exc
         events.setdefault(user, []).append((ts_ms, item, None, _FEED, _CLICK))
     return [UserHistory.from_events(f"ml{user}", evs) for user, evs in events.items()]
+
+
+def read_titles(wheel: Path) -> dict[str, str]:
+    """Item id -> ``"<title> (<year>) <genres>"`` from RecBole's ``ml-100k.item`` (text for MiniLM)."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            lines = zf.read(ITEM_MEMBER).decode("utf-8", errors="replace").splitlines()
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {ITEM_MEMBER} from {wheel}: {exc}") from exc
+    if not lines:
+        raise DataError(f"{ITEM_MEMBER} in {wheel} is empty")
+    header = lines[0].split("\t")
+    if "item_id:token" not in header or "movie_title:token_seq" not in header:
+        raise DataError(f"{ITEM_MEMBER}: header {header} lacks item_id or movie_title")
+    cols = [header.index(c) if c in header else None
+            for c in ("item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq")]
+    titles: dict[str, str] = {}
+    for line in lines[1:]:
+        parts = line.split("\t")
+        item, title, year, genres = (parts[c] if c is not None and c < len(parts) else "" for c in cols)
+        if item and title:
+            titles[item] = " ".join(x for x in (title, f"({year})" if year else "", genres) if x)
+    return titles

@@ -8,7 +8,7 @@ from pathlib import Path
 from encoders.dataset import UserHistory
 from encoders.errors import DataError
 
-__all__ = ["DATASETS", "SHARED_DATA", "load_dataset"]
+__all__ = ["DATASETS", "SHARED_DATA", "load_dataset", "load_item_texts"]
 
 #: ``../shared/data`` beside the checkout (never committed: each dataset keeps its own terms).
 SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
@@ -56,13 +56,28 @@ DATASETS: dict[str, tuple[Callable[[Path], list[UserHistory]], str | None]] = {
 }
 
 
-def load_dataset(name: str, root: Path | None = None) -> list[UserHistory]:
-    """Histories of dataset ``name``; ``root`` overrides its default location."""
+def _location(name: str, root: Path | None) -> Path:
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: one of {sorted(DATASETS)}")
-    reader, folder = DATASETS[name]
-    if root is None:
-        from encoders.evaluation.datasets.movielens import default_cache_dir
+    if root is not None:
+        return Path(root)
+    from encoders.evaluation.datasets.movielens import default_cache_dir
 
-        root = SHARED_DATA / folder if folder is not None else default_cache_dir()
-    return reader(Path(root))
+    folder = DATASETS[name][1]
+    return SHARED_DATA / folder if folder is not None else default_cache_dir()
+
+
+def load_dataset(name: str, root: Path | None = None) -> list[UserHistory]:
+    """Histories of dataset ``name``; ``root`` overrides its default location."""
+    location = _location(name, root)
+    return DATASETS[name][0](location)
+
+
+def load_item_texts(name: str, root: Path | None = None) -> dict[str, str] | None:
+    """Item id -> text (titles) where the dataset has them (MovieLens); ``None`` where it has none."""
+    location = _location(name, root)
+    if name != "movielens":
+        return None
+    from encoders.evaluation.datasets.movielens import read_titles, recbole_wheel
+
+    return read_titles(recbole_wheel(location))

