@@ -13,7 +13,7 @@ from encoders.dataset import EventDataset, UserHistory
 from encoders.evaluation.ranking import EvalCases
 from encoders.items import align_table, cooccurrence_table
 
-__all__ = ["Split", "split_events", "target_positions"]
+__all__ = ["Split", "development_histories", "split_events", "target_positions"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +116,13 @@ def _cases(histories: list[UserHistory], targets: np.ndarray, mask: np.ndarray, 
     users = [histories[i] for i in keep]
     rows = np.array([dataset.index[h.item_ids[int(t)]] for h, t in zip(users, targets[keep], strict=True)], np.int64)
     return EvalCases(users, targets[keep], rows, scenario, columns)
+
+
+def development_histories(
+    histories: list[UserHistory], scenario_names: tuple[str, ...], seed: int = 0
+) -> list[UserHistory]:
+    """The histories with every validation and test target removed (the training events of
+    ``split_events`` with the same seed): evaluating on them scores each user's *previous* last
+    event per scenario, so recipe changes can be compared without ever touching a test target."""
+    split = split_events(histories, scenario_names, seed=seed, min_users=0)
+    return [h for h in split.training if len(h) >= 2]

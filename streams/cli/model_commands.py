@@ -109,6 +109,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if histories is None:
         print("unistate: evaluate needs --dataset NAME or --events FILE", file=sys.stderr)
         return ExitCode.CONFIG
+    if args.development:
+        from encoders.evaluation.protocol import development_histories
+
+        histories = development_histories(histories, DEFAULT_SCENARIOS, seed=args.seed or 0)
     cfg = EvaluationConfig(train=_train_config(args), max_test_users=args.max_test_users,
                            single_scenarios=None if args.single_scenario is None else tuple(args.single_scenario),
                            seed=args.seed or 0)
@@ -234,5 +238,8 @@ def register(subparsers: Any) -> None:
                    help="instead: the 2-D quotas vs one recent window at budgets that bind "
                    f"{QUOTA_STUDY_BUDGETS}, scored on SCENARIO's targets")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.add_argument("--development", action="store_true",
+                   help="score each user's previous target instead (every real validation and test target "
+                   "removed first): compare recipe changes without looking at test users")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_evaluate))

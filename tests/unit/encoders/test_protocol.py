@@ -55,3 +55,15 @@ def test_item_vectors_join_the_cooccurrence_factors_in_the_content_table() -> No
     row = wide.dataset.index[some_item]
     assert wide.dataset.content[row, 8:].tolist() == [0.5] * 4
     assert not wide.dataset.content[np.arange(wide.dataset.n_items) != row, 8:].any()  # no vector: zeros
+
+
+def test_development_histories_hold_no_real_target() -> None:
+    from encoders.evaluation.protocol import development_histories
+
+    histories = synthetic_dataset(80, seed=4, mean_events=20).histories
+    dev = {h.user_id: h for h in development_histories(histories, SCENARIOS, seed=0)}
+    for h in histories:
+        held = set(target_positions(h, 3).tolist()) - {-1}
+        if h.user_id in dev and held:
+            assert len(dev[h.user_id]) == len(h) - len(held)
+            assert list(dev[h.user_id].ts_ms) == [h.ts_ms[i] for i in range(len(h)) if i not in held]
