@@ -22,6 +22,9 @@ class _Dirty:
     seq: UserSequence
     since_s: float
     events: list[tuple[Message, Behavior]] = field(default_factory=list)
+    #: per partition, the lowest offset among ``events`` (kept as they are added, so the commit
+    #: bound costs one look per dirty user and partition instead of one per pending event)
+    first: dict[Partition, int] = field(default_factory=dict)
 
 
 class DirtyUsers:
@@ -54,6 +57,9 @@ class DirtyUsers:
         if entry is None:
             entry = self._users[seq.user_id] = _Dirty(seq, now_s)
         entry.events.append((msg, behavior))
+        tp, offset = (msg.topic(), msg.partition()), msg.offset()
+        if offset < entry.first.get(tp, offset + 1):
+            entry.first[tp] = offset
 
     def due(self, now_s: float, everything: bool = False) -> dict[str, UserSequence]:
         """The users to recompute and publish now."""
@@ -89,9 +95,7 @@ class DirtyUsers:
         """Per partition, the lowest offset of an unpublished event: commits must stay at or below it."""
         lowest: dict[Partition, int] = {}
         for entry in self._users.values():
-            for msg, _ in entry.events:
-                tp = (msg.topic(), msg.partition())
-                offset = msg.offset()
+            for tp, offset in entry.first.items():
                 if offset < lowest.get(tp, offset + 1):
                     lowest[tp] = offset
         return lowest

@@ -32,7 +32,12 @@ from streams.events import EventLimits
 from streams.fast_decode import decode_event_fast
 from streams.topics import TopicNames
 
-__all__ = ["MergeJob", "Meter", "base_parser", "input_topics", "peak_rss_mib", "require", "result_line"]
+__all__ = ["ISOLATION", "MergeJob", "Meter", "base_parser", "input_topics", "peak_rss_mib", "require", "result_line"]
+
+#: Every contestant reads with the same isolation (aiokafka's default; the input topics have no
+#: transactional producers). On Tansu the worker's shipped ``read_committed`` cut its batch
+#: consume to ~37k events/s (89k with this) in the same job; see docs/benchmarks.md section 3.
+ISOLATION = "read_uncommitted"
 
 _ADDED = ApplyResult.ADDED
 

@@ -23,7 +23,7 @@ import logging
 import sys
 
 import quixstreams
-from merge_job import MergeJob, Meter, base_parser, input_topics, require, result_line
+from merge_job import ISOLATION, MergeJob, Meter, base_parser, input_topics, require, result_line
 from quixstreams import Application, message_context
 
 VERSION = f"quixstreams {quixstreams.__version__}"
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     app = Application(
         broker_address=args.bootstrap, consumer_group=args.group, auto_offset_reset="earliest",
         consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-                               "fetch.wait.max.ms": args.fetch_wait_max_ms},
+                               "fetch.wait.max.ms": args.fetch_wait_max_ms, "isolation.level": ISOLATION},
         use_changelog_topics=False, loglevel="ERROR",
     )
 

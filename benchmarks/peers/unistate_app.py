@@ -23,7 +23,7 @@ from pathlib import Path
 
 import confluent_kafka
 from confluent_kafka import Message
-from merge_job import Meter, base_parser, require, result_line
+from merge_job import ISOLATION, Meter, base_parser, require, result_line
 
 from state.records import ACTIONS, SCENARIOS
 from state.sequence import UserSequence
@@ -69,7 +69,7 @@ def build(args: argparse.Namespace, meter: Meter) -> StubEncoderWorker:
     """The worker as ``streams.app.build_worker`` composes it, re-made as the stub-encoder subclass."""
     from streams.devservers.servers import BROKER_CONSUMER_OPTIONS
 
-    options = {**BROKER_CONSUMER_OPTIONS, "fetch.wait.max.ms": args.fetch_wait_max_ms}
+    options = {**BROKER_CONSUMER_OPTIONS, "fetch.wait.max.ms": args.fetch_wait_max_ms, "isolation.level": ISOLATION}
     kafka = KafkaSettings(bootstrap_servers=args.bootstrap, group_id=args.group, topic_prefix=args.topic_prefix,
                           consumer_options=options)
     settings = WorkerSettings(throughput_log_s=0)
