@@ -74,3 +74,18 @@ def test_the_reloaded_sequence_replaces_the_stale_one_and_keeps_the_events() -> 
     dirty.replace(fresh)
     assert dirty.get("a") is fresh and [m.offset() for m in dirty.messages()] == [4]
     assert [b.event_id for _, b in dirty.contributors(["a"])["a"]] == ["a-4"]
+
+
+def test_the_commit_bound_is_the_lowest_pending_offset_of_each_topic_partition_over_all_users() -> None:
+    dirty = DirtyUsers(interval_s=60)
+    a, b = UserSequence("a"), UserSequence("b")
+    dirty.add(a, msg(9), event("a", 0), now_s=0.0)
+    dirty.add(a, msg(4), event("a", 1), now_s=0.0)  # lower than the first one added
+    dirty.add(b, msg(6), event("b", 0), now_s=0.0)
+    dirty.add(b, msg(2, topic="ads"), event("b", 1), now_s=0.0)
+    dirty.add(b, msg(8, partition=1), event("b", 2), now_s=0.0)
+    assert dirty.first_offsets() == {("feed", 0): 4, ("ads", 0): 2, ("feed", 1): 8}
+    dirty.done(["a"])
+    assert dirty.first_offsets() == {("feed", 0): 6, ("ads", 0): 2, ("feed", 1): 8}
+    dirty.clear()
+    assert dirty.first_offsets() == {}
