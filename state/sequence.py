@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
-import bisect
 import enum
-import heapq
 import zlib
-from typing import Any
+from array import array
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import msgpack
+import msgspec
 import numpy as np
+import xxhash
 
+from state.columns import (
+    EventColumns,
+    IdMemory,
+    column_bytes,
+    column_from_bytes,
+    pack_buffers,
+    pack_ints,
+    pack_times,
+    unpack_buffers,
+    unpack_ints,
+    unpack_times,
+)
 from state.config import StateConfig
 from state.errors import InvalidInputError, StateFormatError
-from state.records import SCENARIOS, Behavior
+from state.records import ACTIONS, SCENARIOS, Behavior
 
-__all__ = ["FORMAT_VERSION", "ApplyResult", "UserSequence", "fingerprint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ApplyResult",
+    "SequenceColumns",
+    "UserSequence",
+    "digest_key",
+    "event_digest",
+    "event_key",
+    "fingerprint",
+]
 
-#: Version of the msgpack layout written by ``UserSequence.to_bytes`` (docs/redis-format.md).
-#: Version 1 (ids only in the id memory, no applied offsets) is still read.
-FORMAT_VERSION = 2
-_READABLE_FORMATS = (1, 2)
+#: Version of the layout written by ``UserSequence.to_bytes`` (docs/redis-format.md). Versions 1
+#: and 2 (one msgpack row per event, ids as strings) are still read.
+FORMAT_VERSION = 3
+_READABLE_FORMATS = (1, 2, 3)
 
 _UNKNOWN_CONTENT = -1  # fingerprint of ids read from format 1, which kept no content
 
 _SCENARIO_INDEX = {name: i for i, name in enumerate(SCENARIOS)}
+_ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
 
 
 class ApplyResult(enum.Enum):
@@ -46,10 +70,6 @@ _ADDED, _DUPLICATE, _TOO_LATE = ApplyResult.ADDED, ApplyResult.DUPLICATE, ApplyR
 _CONFLICT, _STALE = ApplyResult.CONFLICT, ApplyResult.STALE
 
 
-def _ts_key(b: Behavior) -> int:
-    return b.ts_ms
-
-
 def fingerprint(b: Behavior) -> int:
     """A stable 32-bit checksum of everything but the ids: tells a redelivery from an id reused
     for another event."""
@@ -57,8 +77,70 @@ def fingerprint(b: Behavior) -> int:
     return zlib.crc32(content.encode("utf-8", "surrogatepass"))
 
 
+def event_digest(event_id: str) -> int:
+    """The stable 64-bit digest (XXH3) that the state keeps instead of an event id."""
+    return xxhash.xxh3_64_intdigest(event_id.encode("utf-8", "surrogatepass"))
+
+
+def digest_key(digest: int) -> str:
+    """How a behaviour read back from the state names its event: ``#`` + 16 hex digits."""
+    return f"#{digest:016x}"
+
+
+def event_key(event_id: str) -> str:
+    """``digest_key`` of ``event_id``'s digest: what ``behaviors()`` returns for that event."""
+    return digest_key(event_digest(event_id))
+
+
+class _StoredEvents(msgspec.Struct, array_like=True):
+    """``columns.pack_buffers``'s block, typed (the decoder checks every type in C)."""
+
+    counts: list[int]
+    digests: bytes
+    firsts: list[int]
+    deltas: tuple[str, bytes]
+    actions: bytes
+    dwells: tuple[str, bytes]
+    items: list[str | None]
+    texts: list[str | None]
+
+
+class _StoredIds(msgspec.Struct, array_like=True):
+    digests: bytes
+    times: tuple[int, str, bytes]
+    fingerprints: tuple[str, bytes]
+
+
+class _StoredState(msgspec.Struct):
+    """A format-3 state as ``to_bytes`` writes it."""
+
+    f: Literal[3]
+    u: str
+    v: int
+    w: int
+    sw: dict[str, int]
+    e: _StoredEvents
+    r: _StoredIds
+    fm: int
+    o: dict[str, int]
+
+
+_STATE_DECODER = msgspec.msgpack.Decoder(_StoredState)
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceColumns:
+    """Every buffered event as columns, chronological (equal times: scenario order, then arrival)."""
+
+    scenario_idx: np.ndarray  # int64[N], index into SCENARIOS
+    ts_ms: np.ndarray  # int64[N]
+    action_idx: np.ndarray  # int64[N], index into ACTIONS
+    item_ids: list[str | None]
+    texts: list[str | None]
+
+
 class UserSequence:
-    """Per-scenario buffers of ``Behavior`` sorted by ``ts_ms`` (equal times keep arrival order).
+    """Per-scenario buffers sorted by ``ts_ms`` (equal times keep arrival order).
 
     A full buffer drops its oldest event. Dedupe has two layers:
 
@@ -71,6 +153,9 @@ class UserSequence:
       same id with other content is a ``CONFLICT``. The memory forgets the oldest event *times*
       first; an unbuffered event not newer than the newest forgotten time is ``STALE`` (it may be
       a forgotten duplicate), so re-sent old ids never push real ids out.
+
+    Ids are kept as 64-bit digests (``event_digest``), events as flat columns (``EventColumns``):
+    ``behaviors()`` rebuilds ``Behavior`` objects whose ``event_id`` is ``event_key(event_id)``.
 
     ``watermark_ms`` is the largest event
     time accepted. Lateness is judged per scenario, because each scenario arrives on its own
@@ -86,24 +171,21 @@ class UserSequence:
         # The frozen config's bounds, read once (apply is the hot path).
         self._capacity = {s: self.config.capacity(s) for s in SCENARIOS}
         self._lateness_ms = self.config.allowed_lateness_ms
-        self._ids_limit = self.config.recent_ids_capacity
         self.version = 0
         self.watermark_ms = 0
         self._scenario_watermark_ms: dict[str, int] = {}
-        self._buffers: dict[str, list[Behavior]] = {s: [] for s in SCENARIOS}
-        self._buffer_ids: set[str] = set()
-        self._id_memory: dict[str, tuple[int, int]] = {}  # event_id -> (ts_ms, fingerprint)
-        self._id_heap: list[tuple[int, str]] = []  # (ts_ms, event_id), oldest time on top
-        self._forgotten_ms = -1  # newest event time the id memory has forgotten
+        self._buffers: dict[str, EventColumns] = {s: EventColumns() for s in SCENARIOS}
+        self._memory = IdMemory(self.config.recent_ids_capacity)
         self._applied_offsets: dict[str, int] = {}  # source -> highest applied offset
 
     def approx_bytes(self) -> int:
-        """Estimated memory of this sequence in a worker (measured: ~350 B an event, ~80 B a
-        remembered id, ~2 KB fixed), for the cache's byte bound."""
-        return 2048 + 350 * len(self) + 120 * len(self._id_memory)
+        """Estimated memory of this sequence in a worker, for the cache's byte bound (measured by
+        ``benchmarks/bench_state.py``: ~40 B of columns and ~65 B of strings an event, 40 B a
+        remembered id, ~1.5 KB fixed). Constant time: the cache calls it on every touch."""
+        return 1536 + 105 * len(self) + 40 * len(self._memory)
 
     def __len__(self) -> int:
-        return len(self._buffer_ids)
+        return sum(len(b) for b in self._buffers.values())
 
     def __repr__(self) -> str:
         return (
@@ -128,6 +210,9 @@ class UserSequence:
         buffer = self._buffers.get(scenario)
         if buffer is None:
             raise InvalidInputError(f"unknown scenario {scenario!r}")
+        action = _ACTION_INDEX.get(behavior.action)
+        if action is None:
+            raise InvalidInputError(f"unknown action {behavior.action!r}")
         scenario_watermark_ms = self._scenario_watermark_ms.get(scenario, 0)
         if source is not None:
             applied = self._applied_offsets.get(source, -1)
@@ -135,50 +220,43 @@ class UserSequence:
                 self._applied_offsets[source] = offset
             elif ts_ms <= scenario_watermark_ms:
                 return _DUPLICATE  # redelivered: this source's offset was applied
-        event_id = behavior.event_id
-        id_memory = self._id_memory
-        if event_id in id_memory or event_id in self._buffer_ids or ts_ms <= self._forgotten_ms:
-            return self._seen_verdict(behavior)
+        digest = event_digest(behavior.event_id)
+        memory = self._memory
+        at = memory.find(digest)
+        if at >= 0 or ts_ms <= memory.forgotten_ms or (not memory.limit and self._buffered(digest)):
+            return self._seen_verdict(behavior, digest)
         if ts_ms < scenario_watermark_ms - self._lateness_ms:
             return _TOO_LATE
-        if self._ids_limit:
-            id_memory[event_id] = (ts_ms, fingerprint(behavior))
-            heapq.heappush(self._id_heap, (ts_ms, event_id))
-            if len(id_memory) > self._ids_limit:
-                self._forget()
+        if memory.limit:
+            memory.add(digest, ts_ms, fingerprint(behavior), -1 - at)
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
-        self._scenario_watermark_ms[scenario] = ts_ms if ts_ms > scenario_watermark_ms else scenario_watermark_ms
+        if ts_ms > scenario_watermark_ms:
+            self._scenario_watermark_ms[scenario] = ts_ms
+        else:
+            self._scenario_watermark_ms[scenario] = scenario_watermark_ms
         capacity = self._capacity[scenario]
         if capacity == 0:
             return _ADDED
-        if not buffer or buffer[-1].ts_ms <= ts_ms:  # the common case: newest of its buffer
-            buffer.append(behavior)
-        else:  # after any equal times: arrival order
-            bisect.insort_right(buffer, behavior, key=_ts_key)
-        self._buffer_ids.add(event_id)
-        while len(buffer) > capacity:
-            self._buffer_ids.discard(buffer.pop(0).event_id)
+        buffer.insert(ts_ms, digest, action, behavior.dwell_ms, behavior.item_id, behavior.text)
+        if len(buffer) > capacity:
+            buffer.keep_newest(capacity)
         return _ADDED
 
-    def _seen_verdict(self, behavior: Behavior) -> ApplyResult:
+    def _buffered(self, digest: int) -> bool:
+        return any(digest in b.digest for b in self._buffers.values())
+
+    def _seen_verdict(self, behavior: Behavior, digest: int) -> ApplyResult:
         """The verdict on an event whose id is remembered or buffered, or whose time the id memory
         has forgotten."""
-        remembered = self._id_memory.get(behavior.event_id)
-        if remembered is not None:
-            ts_ms, fp = remembered
+        memory = self._memory
+        if memory.find(digest) >= 0:
+            ts_ms, fp = memory.entry(digest)
             same = fp == _UNKNOWN_CONTENT or (ts_ms, fp) == (behavior.ts_ms, fingerprint(behavior))
             return _DUPLICATE if same else _CONFLICT
-        if behavior.event_id in self._buffer_ids:
+        if self._buffered(digest):
             return _DUPLICATE
         return _STALE  # older than the newest forgotten time: maybe a forgotten duplicate
-
-    def _forget(self) -> None:
-        """Forget the ids of the oldest event times while the memory is over its limit."""
-        while len(self._id_memory) > self._ids_limit:
-            ts_ms, event_id = heapq.heappop(self._id_heap)
-            del self._id_memory[event_id]
-            self._forgotten_ms = max(self._forgotten_ms, ts_ms)
 
     def bump_version(self) -> int:
         """Raise the version by one (the publisher path does this) and return the new value."""
@@ -190,17 +268,43 @@ class UserSequence:
         return {s: len(buf) for s, buf in self._buffers.items()}
 
     def scenario_behaviors(self, scenario: str) -> list[Behavior]:
-        """A copy of one scenario's buffer, chronological."""
-        if scenario not in self._buffers:
+        """One scenario's buffer as ``Behavior`` objects, chronological (``event_id`` =
+        ``event_key`` of the original id)."""
+        buffer = self._buffers.get(scenario)
+        if buffer is None:
             raise InvalidInputError(f"unknown scenario {scenario!r}")
-        return list(self._buffers[scenario])
+        user_id = self.user_id
+        return [
+            Behavior(digest_key(d), user_id, scenario, ts, ACTIONS[a], item, text, dwell)
+            for ts, d, a, dwell, item, text in zip(
+                buffer.ts, buffer.digest, buffer.action, buffer.dwell, buffer.item, buffer.text, strict=True
+            )
+        ]
 
     def behaviors(self) -> list[Behavior]:
         """All buffered behaviours, chronological (equal times: scenario order, then arrival)."""
-        return list(heapq.merge(*self._buffers.values(), key=_ts_key))
+        rows = [b for s in SCENARIOS for b in self.scenario_behaviors(s)]
+        rows.sort(key=_ts_key)  # stable: scenario order, then arrival, within equal times
+        return rows
+
+    def columns(self) -> SequenceColumns:
+        """Every buffered event as columns, in ``behaviors()`` order (what the mixing policy and
+        the encoder read; no ``Behavior`` objects are built)."""
+        buffers = [self._buffers[s] for s in SCENARIOS]
+        ts_ms = np.concatenate([np.frombuffer(b.ts, dtype=np.int64) for b in buffers])
+        order = np.argsort(ts_ms, kind="stable")
+        scenario_idx = np.repeat(np.arange(len(SCENARIOS), dtype=np.int64), [len(b) for b in buffers])
+        actions = np.frombuffer(b"".join(bytes(b.action) for b in buffers), dtype=np.uint8)
+        positions = order.tolist()
+        items = [i for b in buffers for i in b.item]
+        texts = [t for b in buffers for t in b.text]
+        return SequenceColumns(
+            scenario_idx=scenario_idx[order], ts_ms=ts_ms[order], action_idx=actions[order].astype(np.int64),
+            item_ids=[items[i] for i in positions], texts=[texts[i] for i in positions],
+        )
 
     def arrays(self) -> tuple[list[Behavior], np.ndarray, np.ndarray]:
-        """``(behaviors, scenario_idx int64[N], ts_ms int64[N])`` for the mixing policy."""
+        """``(behaviors, scenario_idx int64[N], ts_ms int64[N])``, all chronological."""
         items = self.behaviors()
         scenario_idx = np.fromiter(
             (_SCENARIO_INDEX[b.scenario] for b in items), dtype=np.int64, count=len(items)
@@ -209,20 +313,17 @@ class UserSequence:
         return items, scenario_idx, ts_ms
 
     def to_bytes(self) -> bytes:
-        """Serialise the whole state (buffers, recent ids, version, watermark) with msgpack."""
+        """Serialise the whole state (buffers, recent ids, version, watermark): msgpack of columns."""
+        digests, times, fps = self._memory.time_ordered()
         doc: dict[str, Any] = {
             "f": FORMAT_VERSION,
             "u": self.user_id,
             "v": self.version,
             "w": self.watermark_ms,
             "sw": self._scenario_watermark_ms,
-            "s": {
-                s: [[b.event_id, b.ts_ms, b.action, b.item_id, b.text, b.dwell_ms] for b in buf]
-                for s, buf in self._buffers.items()
-                if buf
-            },
-            "r": [[event_id, ts_ms, fp] for event_id, (ts_ms, fp) in self._id_memory.items()],
-            "fm": self._forgotten_ms,
+            "e": pack_buffers([self._buffers[s] for s in SCENARIOS]),
+            "r": [column_bytes(digests), pack_times(times), pack_ints(fps)],
+            "fm": self._memory.forgotten_ms,
             "o": self._applied_offsets,
         }
         return msgpack.packb(doc, use_bin_type=True)
@@ -235,16 +336,46 @@ class UserSequence:
         events and ids are dropped to fit.
         """
         try:
+            return cls._from_stored(_STATE_DECODER.decode(data), config)
+        except msgspec.ValidationError as exc:
+            invalid = exc  # not format 3 (an older one is read below), or a malformed one
+        except msgspec.DecodeError as exc:
+            raise StateFormatError(f"sequence state is not valid msgpack: {exc}") from exc
+        except (KeyError, ValueError) as exc:
+            raise StateFormatError(f"malformed sequence state: {exc!r}") from exc
+        try:
             doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
             raise StateFormatError(f"sequence state is not valid msgpack: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("f") not in _READABLE_FORMATS:
             fmt = doc.get("f") if isinstance(doc, dict) else type(doc).__name__
             raise StateFormatError(f"unsupported sequence state format {fmt!r}")
+        if doc["f"] == FORMAT_VERSION:
+            raise StateFormatError(f"malformed sequence state: {invalid}")
         try:
             return cls._from_doc(doc, config)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise StateFormatError(f"malformed sequence state: {exc!r}") from exc
+
+    @classmethod
+    def _from_stored(cls, state: _StoredState, config: StateConfig | None) -> UserSequence:
+        seq = cls(state.u, config)
+        seq.version, seq.watermark_ms, seq._scenario_watermark_ms = state.v, state.w, state.sw
+        buffers = unpack_buffers(msgspec.structs.astuple(state.e), len(ACTIONS))
+        if len(buffers) != len(SCENARIOS):
+            raise ValueError(f"{len(buffers)} buffers stored for {len(SCENARIOS)} scenarios")
+        for scenario, buffer in zip(SCENARIOS, buffers, strict=True):
+            buffer.keep_newest(seq.config.capacity(scenario))
+            seq._buffers[scenario] = buffer
+        seq._applied_offsets = state.o
+        seq._memory.forgotten_ms = state.fm
+        ids = state.r
+        digests = column_from_bytes("Q", ids.digests)
+        times, fps = unpack_times(list(ids.times), len(digests)), unpack_ints(list(ids.fingerprints))
+        if len(fps) != len(digests):
+            raise ValueError("id memory columns of unequal length")
+        seq._memory.restore(digests, times, fps)
+        return seq
 
     @classmethod
     def _from_doc(cls, doc: dict[str, Any], config: StateConfig | None) -> UserSequence:
@@ -255,34 +386,39 @@ class UserSequence:
         for scenario, rows in doc["s"].items():
             if scenario not in seq._buffers:
                 raise ValueError(f"unknown scenario {scenario!r}")
-            user_id = seq.user_id
-            items = [  # positional for speed: (event_id, user_id, scenario, ts_ms, action, ...)
-                Behavior(event_id, user_id, scenario, int(ts_ms), action, item_id, text, dwell_ms)
-                for event_id, ts_ms, action, item_id, text, dwell_ms in rows
-            ]
-            if not all(isinstance(b.event_id, str) and isinstance(b.dwell_ms, int) for b in items):
-                raise ValueError(f"bad row types in scenario {scenario!r}")
-            items.sort(key=_ts_key)  # stable: a well-formed state is already sorted
-            capacity = seq.config.capacity(scenario)
-            kept = items[max(0, len(items) - capacity) :] if capacity else []
-            seq._buffers[scenario] = kept
-            seq._buffer_ids.update(b.event_id for b in kept)
+            _read_rows(seq._buffers[scenario], rows, scenario, seq.user_id)
+        for scenario, buffer in seq._buffers.items():
+            buffer.keep_newest(seq.config.capacity(scenario))
         seq._applied_offsets = {str(k): int(v) for k, v in doc.get("o", {}).items()}
-        seq._forgotten_ms = int(doc.get("fm", -1))
-        if doc["f"] == 1:  # ids only: their times and content are unknown (-1), forgotten first
-            rows = [(str(event_id), -1, _UNKNOWN_CONTENT) for event_id in doc["r"]]
-        else:
-            rows = [(str(event_id), int(ts), int(fp)) for event_id, ts, fp in doc["r"]]
-        seq._restore_ids(rows)
+        seq._memory.forgotten_ms = int(doc.get("fm", -1))
+        digests, times, fps = _read_ids(doc)
+        seq._memory.restore(digests, times, fps)
         return seq
 
-    def _restore_ids(self, rows: list[tuple[str, int, int]]) -> None:
-        limit = self.config.recent_ids_capacity
-        if len(rows) > limit:  # a smaller memory than the state was written with: forget the oldest
-            by_time = sorted(rows, key=lambda row: row[1])
-            cut = by_time[len(rows) - limit - 1][1]
-            self._forgotten_ms = max(self._forgotten_ms, cut)
-            rows = [row for row in rows if row[1] > cut]
-        self._id_memory = {event_id: (ts, fp) for event_id, ts, fp in rows}
-        self._id_heap = [(ts, event_id) for event_id, ts, _ in rows]
-        heapq.heapify(self._id_heap)
+
+def _ts_key(b: Behavior) -> int:
+    return b.ts_ms
+
+
+def _read_rows(buffer: EventColumns, rows: list[Any], scenario: str, user_id: str) -> None:
+    """Fill ``buffer`` from format 1/2 rows ``[event_id, ts_ms, action, item_id, text, dwell_ms]``."""
+    events = sorted(
+        (Behavior(event_id, user_id, scenario, int(ts_ms), action, item_id, text, dwell_ms)
+         for event_id, ts_ms, action, item_id, text, dwell_ms in rows),
+        key=_ts_key,
+    )  # stable: a well-formed state is already sorted
+    for b in events:
+        if not (isinstance(b.event_id, str) and isinstance(b.dwell_ms, int)):
+            raise ValueError(f"bad row types in scenario {scenario!r}")
+        buffer.insert(b.ts_ms, event_digest(b.event_id), _ACTION_INDEX[b.action], b.dwell_ms, b.item_id, b.text)
+
+
+def _read_ids(doc: dict[str, Any]) -> tuple[array, array, array]:
+    """The id memory's ``(digest, ts, fp)`` columns in time order, from format 1 or 2."""
+    if doc["f"] == 1:  # ids only: their times and content are unknown (-1), forgotten first
+        rows = [(event_digest(str(event_id)), -1, _UNKNOWN_CONTENT) for event_id in doc["r"]]
+    else:
+        rows = [(event_digest(str(event_id)), int(ts), int(fp)) for event_id, ts, fp in doc["r"]]
+    rows.sort(key=lambda row: row[1])
+    return (array("Q", [r[0] for r in rows]), array("q", [r[1] for r in rows]),
+            array("q", [r[2] for r in rows]))

@@ -12,14 +12,11 @@ import numpy as np
 from encoders.features import SequenceInput
 from state.mixing import MixingPolicyProtocol
 from state.publisher import UserUpdate
-from state.records import ACTIONS
 from state.sequence import UserSequence
 
 __all__ = ["EncoderProtocol", "Recomputer", "sequence_input"]
 
 logger = logging.getLogger(__name__)
-
-_ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
 
 
 class EncoderProtocol(Protocol):
@@ -43,15 +40,15 @@ def sequence_input(seq: UserSequence, policy: MixingPolicyProtocol) -> SequenceI
     Using the event-time watermark (not the wall clock) makes a recompute deterministic, so a
     direct model call on the stored sequence reproduces what the worker published.
     """
-    behaviors, scenario_idx, ts_ms = seq.arrays()
-    picked = policy.select(scenario_idx, ts_ms, seq.watermark_ms)
-    chosen = [behaviors[i] for i in picked.tolist()]
+    columns = seq.columns()
+    picked = policy.select(columns.scenario_idx, columns.ts_ms, seq.watermark_ms)
+    positions = picked.tolist()
     return SequenceInput(
-        item_ids=[b.item_id for b in chosen],
-        texts=[b.text for b in chosen],
-        scenario_idx=scenario_idx[picked],
-        action_idx=np.fromiter((_ACTION_INDEX[b.action] for b in chosen), np.int64, len(chosen)),
-        ts_ms=ts_ms[picked],
+        item_ids=[columns.item_ids[i] for i in positions],
+        texts=[columns.texts[i] for i in positions],
+        scenario_idx=columns.scenario_idx[picked],
+        action_idx=columns.action_idx[picked],
+        ts_ms=columns.ts_ms[picked],
         now_ms=int(seq.watermark_ms),
     )
 

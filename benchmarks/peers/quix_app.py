@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 
 import quixstreams
 from merge_job import ISOLATION, MergeJob, Meter, base_parser, input_topics, require, result_line
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
                                "fetch.wait.max.ms": args.fetch_wait_max_ms, "isolation.level": ISOLATION},
         use_changelog_topics=False, loglevel="ERROR",
+        state_dir=tempfile.mkdtemp(prefix="unistate-quix-state-"),  # its default "state" is our package
     )
 
     def merge(value: bytes, key: bytes, timestamp: int, headers: object) -> None:

@@ -14,6 +14,7 @@ from fixtures.pipeline import BROKER_CONSUMER_OPTIONS, read_topic, running, wait
 from state.keys import RedisKeys
 from state.reader import EmbeddingReader
 from state.records import SCENARIOS
+from state.sequence import event_key
 from state.store import SequenceStore
 from streams.app import build_worker
 from streams.cli import main
@@ -92,7 +93,7 @@ def test_backfill_merges_with_the_stored_state_without_duplicates(redis_client, 
     assert main(["backfill", str(second), *common]) == 0
     assert "events: added 3, duplicates 2" in capsys.readouterr().out
     seq = store.load_many(["m1"])["m1"]
-    assert [b.event_id for b in seq.behaviors()] == [f"m1-f{k}" for k in range(7)]
+    assert [b.event_id for b in seq.behaviors()] == [event_key(f"m1-f{k}") for k in range(7)]
     assert seq.version == 2
 
     assert main(["backfill", str(second), *common]) == 0  # again: every event is a duplicate
@@ -123,4 +124,4 @@ def test_backfill_then_workers_from_the_cut_time_apply_every_event_once(
         wait_for(lambda: errors or all(len(s) == 14 for s in store.load_many(users).values()), 60,
                  "every user with its 14 events")
     for seq in store.load_many(users).values():
-        assert [b.event_id for b in seq.behaviors()] == [f"{seq.user_id}-f{k}" for k in range(14)]
+        assert [b.event_id for b in seq.behaviors()] == [event_key(f"{seq.user_id}-f{k}") for k in range(14)]

@@ -11,6 +11,7 @@ import pytest
 from fixtures.pipeline import BROKER_CONSUMER_OPTIONS
 
 from state.keys import RedisKeys
+from state.sequence import event_key
 from state.store import SequenceStore
 from streams.app import build_worker
 from streams.devservers.servers import Server
@@ -77,7 +78,7 @@ def test_a_refused_publish_reloads_and_loses_no_event(
         assert zombie.metrics.snapshot().publish_refused >= 1
         assert result.users_written == 1
         stored = SequenceStore(owner.parts.redis_client, RedisKeys(unique)).load_many(["zoe"])["zoe"]
-    assert sorted(b.event_id for b in stored.behaviors()) == sorted(f"e{k}" for k in range(1, 11))
+    assert sorted(b.event_id for b in stored.behaviors()) == sorted(event_key(f"e{k}") for k in range(1, 11))
     assert stored.version == 3
 
 
@@ -110,4 +111,4 @@ def test_a_quarantined_user_is_published_above_its_stored_version(
     assert result.users_written == 1 and worker.metrics.snapshot().publish_refused == 0
     assert client.exists(keys.quarantine("zoe"))
     stored = SequenceStore(client, keys).load_many(["zoe"])["zoe"]
-    assert stored.version == 8 and [b.event_id for b in stored.behaviors()] == ["e1"]
+    assert stored.version == 8 and [b.event_id for b in stored.behaviors()] == [event_key("e1")]

@@ -18,6 +18,7 @@ from fixtures.pipeline import BROKER_CONSUMER_OPTIONS, read_topic, running, wait
 from state.keys import RedisKeys
 from state.mixing import MixingPolicy
 from state.reader import EmbeddingReader
+from state.sequence import event_key
 from state.store import SequenceStore
 from streams.app import build_worker
 from streams.cli import main
@@ -107,7 +108,7 @@ def test_events_from_three_topics_land_in_one_sequence_and_redis_equals_the_mode
         wait_for(lambda: all(stored_counts(redis_client, keys, u) == expected for u in ("alice", "bob")),
                  60, "both users' five events in Redis")
     seq = SequenceStore(redis_client, keys).load_many(["alice"])["alice"]
-    assert {b.event_id for b in seq.behaviors()} == {e["event_id"] for _, e in events[:5]}
+    assert {b.event_id for b in seq.behaviors()} == {event_key(e["event_id"]) for _, e in events[:5]}
     assert {b.scenario for b in seq.behaviors()} == {"feed", "search", "ads"}
     assert seq.watermark_ms == base + 4000
     # What Redis holds equals a direct model call on the stored sequence.

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import random
+import zlib
+
 import msgpack
 import numpy as np
 import pytest
 
 from state.config import StateConfig
 from state.errors import InvalidInputError, StateFormatError
-from state.records import Behavior
-from state.sequence import ApplyResult, UserSequence
+from state.records import ACTIONS, SCENARIOS, Behavior
+from state.sequence import ApplyResult, UserSequence, event_key
 
 HOUR_MS = 3_600_000
+
+
+def keys(*event_ids: str) -> list[str]:
+    """How ``behaviors()`` names these events (the state keeps digests of ids)."""
+    return [event_key(e) for e in event_ids]
+
+
+def ids(behaviors: list[Behavior]) -> list[str]:
+    return [b.event_id for b in behaviors]
 
 
 def ev(event_id: str, ts_ms: int, scenario: str = "feed", **kw: object) -> Behavior:
@@ -23,8 +35,8 @@ def test_events_are_kept_in_event_time_order_with_arrival_order_on_ties() -> Non
     seq = UserSequence("u1")
     for e in [ev("c", 300), ev("a", 100), ev("b1", 200), ev("b2", 200), ev("s", 150, "search")]:
         assert seq.apply(e) is ApplyResult.ADDED
-    assert [b.event_id for b in seq.behaviors()] == ["a", "s", "b1", "b2", "c"]
-    assert [b.event_id for b in seq.scenario_behaviors("feed")] == ["a", "b1", "b2", "c"]
+    assert ids(seq.behaviors()) == keys("a", "s", "b1", "b2", "c")
+    assert ids(seq.scenario_behaviors("feed")) == keys("a", "b1", "b2", "c")
     assert seq.counts() == {"feed": 4, "search": 1, "ads": 0}
     assert seq.watermark_ms == 300
     assert len(seq) == 5
@@ -34,7 +46,7 @@ def test_equal_times_across_scenarios_order_by_scenario_then_arrival() -> None:
     seq = UserSequence("u1")
     seq.apply(ev("ad", 100, "ads"))
     seq.apply(ev("f", 100, "feed"))
-    assert [b.event_id for b in seq.behaviors()] == ["f", "ad"]
+    assert ids(seq.behaviors()) == keys("f", "ad")
 
 
 def test_duplicate_event_id_is_refused_and_changes_nothing() -> None:
@@ -81,7 +93,7 @@ def test_dedupe_remembers_ids_evicted_by_capacity() -> None:
     seq = UserSequence("u1", StateConfig(buffer_capacity={"feed": 2}, recent_ids_capacity=8))
     for i in range(4):
         seq.apply(ev(f"e{i}", 1000 + i))
-    assert [b.event_id for b in seq.behaviors()] == ["e2", "e3"]
+    assert ids(seq.behaviors()) == keys("e2", "e3")
     assert seq.apply(ev("e0", 1000)) is ApplyResult.DUPLICATE
 
 
@@ -100,10 +112,10 @@ def test_capacity_evicts_the_oldest_event_not_the_last_arrived() -> None:
     seq = UserSequence("u1", StateConfig(buffer_capacity={"feed": 3, "search": 1}))
     for e in [ev("t5", 5), ev("t1", 1), ev("t9", 9), ev("t3", 3)]:
         seq.apply(e)
-    assert [b.event_id for b in seq.behaviors()] == ["t3", "t5", "t9"]
+    assert ids(seq.behaviors()) == keys("t3", "t5", "t9")
     # An event older than everything in a full buffer is accepted and dropped at once.
     assert seq.apply(ev("t0", 0)) is ApplyResult.ADDED
-    assert [b.event_id for b in seq.behaviors()] == ["t3", "t5", "t9"]
+    assert ids(seq.behaviors()) == keys("t3", "t5", "t9")
     assert seq.apply(ev("t0", 0)) is ApplyResult.DUPLICATE
 
 
@@ -113,7 +125,7 @@ def test_event_older_than_allowed_lateness_is_too_late() -> None:
     assert seq.apply(ev("new", now)) is ApplyResult.ADDED
     assert seq.apply(ev("edge", now - HOUR_MS)) is ApplyResult.ADDED
     assert seq.apply(ev("late", now - HOUR_MS - 1)) is ApplyResult.TOO_LATE
-    assert [b.event_id for b in seq.behaviors()] == ["edge", "new"]
+    assert ids(seq.behaviors()) == keys("edge", "new")
     # A too-late event is not remembered: nothing about it changed the state.
     assert seq.apply(ev("late", now)) is ApplyResult.ADDED
 
@@ -140,7 +152,7 @@ def test_arrays_are_chronological_with_scenario_indices() -> None:
     seq.apply(ev("s", 10, "search", action="query", text="red shoes"))
     seq.apply(ev("f", 20, "feed", item_id="i9"))
     behaviors, scenario_idx, ts_ms = seq.arrays()
-    assert [b.event_id for b in behaviors] == ["s", "f", "a"]
+    assert ids(behaviors) == keys("s", "f", "a")
     assert scenario_idx.dtype == np.int64 and ts_ms.dtype == np.int64
     assert scenario_idx.tolist() == [1, 0, 2]
     assert ts_ms.tolist() == [10, 20, 30]
@@ -149,6 +161,56 @@ def test_arrays_are_chronological_with_scenario_indices() -> None:
 def test_empty_sequence_exports_empty_arrays() -> None:
     behaviors, scenario_idx, ts_ms = UserSequence("u1").arrays()
     assert behaviors == [] and scenario_idx.shape == (0,) and ts_ms.shape == (0,)
+    columns = UserSequence("u1").columns()
+    assert columns.ts_ms.shape == (0,) and columns.item_ids == [] and columns.action_idx.dtype == np.int64
+
+
+def test_columns_hold_the_behaviors_in_the_same_order() -> None:
+    seq = UserSequence("u1")
+    for e in [ev("a", 30, "ads", item_id="ad1"), ev("s", 10, "search", action="query", text="red shoes"),
+              ev("f", 20, item_id="i9", action="like"), ev("g", 20, "feed"), ev("t", 20, "search", item_id="i2")]:
+        seq.apply(e)
+    behaviors, scenario_idx, ts_ms = seq.arrays()
+    columns = seq.columns()
+    assert columns.scenario_idx.tolist() == scenario_idx.tolist() == [1, 0, 0, 1, 2]
+    assert columns.ts_ms.tolist() == ts_ms.tolist()
+    assert columns.item_ids == [b.item_id for b in behaviors] == [None, "i9", None, "i2", "ad1"]
+    assert columns.texts == [b.text for b in behaviors]
+    assert [ACTIONS[i] for i in columns.action_idx.tolist()] == [b.action for b in behaviors]
+
+
+def test_a_sequence_reloaded_at_any_point_decides_exactly_as_one_never_stored() -> None:
+    """A restarted worker must dedupe as the one that crashed: the id memory forgets in steps, and
+    a reload must keep exactly what the live sequence kept."""
+    rng = random.Random(7)
+    config = StateConfig(buffer_capacity={"feed": 16, "search": 8, "ads": 8}, recent_ids_capacity=48,
+                         allowed_lateness_ms=500)
+    events = [ev(f"e{i}", 1000 + 10 * i + rng.randrange(-400, 400), rng.choice(SCENARIOS),
+                 item_id=f"i{rng.randrange(30)}", action=rng.choice(["click", "like"])) for i in range(600)]
+    events += [rng.choice(events) for _ in range(300)]  # producer re-sends, some long forgotten
+    rng.shuffle(events)
+    live, reloaded = UserSequence("u1", config), UserSequence("u1", config)
+    for k, e in enumerate(events):
+        assert live.apply(e) is reloaded.apply(e), (k, e)
+        if rng.random() < 0.1:
+            reloaded = UserSequence.from_bytes(reloaded.to_bytes(), config)
+    assert reloaded.to_bytes() == live.to_bytes()
+
+
+def test_an_unknown_action_is_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="unknown action"):
+        UserSequence("u1").apply(ev("e", 1, action="teleport"))
+
+
+def test_a_full_user_is_compact_in_bytes_and_in_memory() -> None:
+    """Ids are 8-byte digests and events flat columns: a full default user is a few tens of KB
+    (format 2, one msgpack row per event with 36-character ids, was ~95 KB and ~500 KB cached)."""
+    seq = UserSequence("u1")
+    for i in range(2048):
+        seq.apply(ev(f"{i:08d}-0000-4000-8000-000000000000", 1000 * i, SCENARIOS[i % 3], item_id=f"item-{i % 700}"))
+    assert len(seq) == 512 and 1024 <= len(seq._memory) <= 1024 + 64  # forgotten in steps of 64
+    assert len(seq.to_bytes()) < 40_000
+    assert seq.approx_bytes() < 100_000
 
 
 def test_bytes_round_trip_keeps_everything_including_dedupe_memory() -> None:
@@ -174,7 +236,7 @@ def test_loading_with_smaller_capacity_keeps_the_newest() -> None:
     for i in range(5):
         seq.apply(ev(f"e{i}", i))
     small = UserSequence.from_bytes(seq.to_bytes(), StateConfig(buffer_capacity={"feed": 2}))
-    assert [b.event_id for b in small.behaviors()] == ["e3", "e4"]
+    assert ids(small.behaviors()) == keys("e3", "e4")
 
 
 @pytest.mark.parametrize(
@@ -205,11 +267,46 @@ def test_lateness_is_judged_per_scenario_so_topic_skew_in_a_replay_loses_nothing
     assert restored.watermark_ms == 240 * HOUR_MS
 
 
+def test_format_2_state_is_read_and_dedupes_as_before() -> None:
+    doc = {"f": 2, "u": "u1", "v": 5, "w": 30, "sw": {"feed": 30, "search": 25}, "fm": -1, "o": {"feed/0": 7},
+           "s": {"feed": [["f1", 10, "click", "i1", None, 0], ["f3", 30, "like", "i3", None, 900]],
+                 "search": [["s1", 25, "query", None, "tea", 0]]},
+           "r": [["f1", 10, zlib.crc32(b"x")], ["f3", 30, 0], ["s1", 25, 0]]}
+    seq = UserSequence.from_bytes(msgpack.packb(doc, use_bin_type=True))
+    assert seq.version == 5 and ids(seq.behaviors()) == keys("f1", "s1", "f3")
+    rows = [(b.item_id, b.text, b.dwell_ms) for b in seq.behaviors()]
+    assert rows == [("i1", None, 0), (None, "tea", 0), ("i3", None, 900)]
+    assert seq.apply(ev("x", 40), "feed/0", 7) is ApplyResult.ADDED  # newer than the feed watermark
+    assert seq.apply(ev("f1", 10, item_id="i1")) is ApplyResult.CONFLICT  # fingerprint differs
+    again = UserSequence.from_bytes(seq.to_bytes())
+    assert again.behaviors() == seq.behaviors() and again.to_bytes() == seq.to_bytes()
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d["e"].__setitem__(1, d["e"][1][:12]),  # digest column of a partial value
+    lambda d: d["e"][3].__setitem__(1, b""),  # fewer times than events
+    lambda d: d["e"].__setitem__(4, b"\x00"),  # fewer actions than events
+    lambda d: d["e"].__setitem__(4, b"\x63\x63"),  # an action index out of range
+    lambda d: d["e"].__setitem__(6, [1, 2]),  # an item that is not a string
+    lambda d: d["e"].__setitem__(3, ["q", (0).to_bytes(8, "little") + (-10).to_bytes(8, "little", signed=True)]),
+    lambda d: d["e"].__setitem__(0, [3, 0, 0]),  # counts that do not match the columns
+    lambda d: d["r"].__setitem__(0, d["r"][0][:8] * 2),  # one digest remembered twice
+])
+def test_malformed_columns_raise_state_format_error(mutate: object) -> None:
+    seq = UserSequence("u1")
+    seq.apply(ev("a", 10, item_id="i1"))
+    seq.apply(ev("b", 20, item_id="i2"))
+    doc = msgpack.unpackb(seq.to_bytes(), raw=False)
+    mutate(doc)  # type: ignore[operator]
+    with pytest.raises(StateFormatError):
+        UserSequence.from_bytes(msgpack.packb(doc, use_bin_type=True))
+
+
 def test_format_1_state_is_read_and_its_ids_still_dedupe() -> None:
     doc = {"f": 1, "u": "u1", "v": 3, "w": 20, "sw": {"feed": 20},
            "s": {"feed": [["f2", 20, "click", None, None, 0]]}, "r": ["f1", "f2"]}
     seq = UserSequence.from_bytes(msgpack.packb(doc, use_bin_type=True))
-    assert seq.version == 3 and [b.event_id for b in seq.behaviors()] == ["f2"]
+    assert seq.version == 3 and ids(seq.behaviors()) == keys("f2")
     assert seq.apply(ev("f1", 10, item_id="anything")) is ApplyResult.DUPLICATE  # content unknown
     assert seq.apply(ev("f3", 30)) is ApplyResult.ADDED
     assert UserSequence.from_bytes(seq.to_bytes()).apply(ev("f1", 10)) is ApplyResult.DUPLICATE
