@@ -105,10 +105,13 @@ def full_events(config: StateConfig) -> int:
 
 def redis_benchmark_set(port: int, payload: int, requests: int, pipeline: int) -> float:
     """``redis-benchmark`` SET requests/s at ``payload`` bytes, one client, ``pipeline`` deep."""
-    out = subprocess.run(
+    run = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-t", "set", "-d", str(payload), "-n", str(requests),
          "-c", "1", "-P", str(pipeline), "--csv", "-r", "100000"],
-        check=True, capture_output=True, text=True).stdout
+        capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"redis-benchmark failed ({run.returncode}): {run.stdout[-500:]} {run.stderr[-500:]}")
+    out = run.stdout
     row = [line for line in out.splitlines() if line.startswith('"SET"')][0]
     return float(row.split(",")[1].strip('"'))
 
