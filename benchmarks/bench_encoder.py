@@ -103,8 +103,8 @@ def build_artifact(root: Path, n_users: int, mean_events: int, threads: int) -> 
     from state.mixing import MixingPolicy
 
     dataset = EventDataset.build(histories_from_wire(generate_events(n_users, seed=1, mean_events=mean_events)))
-    config = TrainConfig(
-        model=ModelConfig(), epochs=1, batch_size=128, n_negatives=256, progress=False, threads=threads
+    config = TrainConfig(  # min_steps=0: one epoch (serving speed does not depend on training length)
+        model=ModelConfig(), epochs=1, min_steps=0, batch_size=128, n_negatives=256, progress=False, threads=threads
     )
     ckpt = train(config, dataset, MixingPolicy(), root / "ckpt")
     export(ckpt, root / "current")

@@ -31,10 +31,10 @@ process (and its GIL): the producer thread's CPU share is reported beside the ta
 share includes ONNX Runtime's intra-op threads, which spin while they wait).
 
 The sweep takes about 2 minutes when every step keeps up (a saturated step adds up to
-``--drain-timeout-s``), after the model build: ``build_artifact`` trains at least 600 steps
-(~4 minutes on a busy 2-core machine); ``--artifact-dir`` serves an existing export instead.
+``--drain-timeout-s``), after the ~5 s model build (``bench_encoder.build_artifact``: one epoch);
+``--artifact-dir`` serves an existing export instead.
 
-    .venv/bin/python benchmarks/bench_load.py            # defaults: sweep ~2 min + the model build
+    .venv/bin/python benchmarks/bench_load.py            # defaults: ~2 min
     .venv/bin/python benchmarks/bench_load.py --users 2000 --rates 200 400 --step-s 4   # smoke run
     .venv/bin/python benchmarks/bench_load.py --help
 """
@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"default, {_settings_default('recompute_interval_ms')})")
     parser.add_argument("--artifact-dir", type=Path, default=None,
                         help="exported model to serve (default: train+export a small one with "
-                             "bench_encoder.build_artifact, >= 600 training steps: minutes)")
+                             "bench_encoder.build_artifact, one epoch: ~5 s)")
     parser.add_argument("--seed", type=int, default=3, help="seed of the user and event draws (default 3)")
     return parser.parse_args(argv)
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import bisect
 import sys
 from array import array
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "EventColumns", "IdMemory", "column_bytes", "column_from_bytes", "pack_buffers", "pack_ints",
-    "pack_times", "unpack_buffers", "unpack_ints", "unpack_times",
-]
+__all__ = ["EventColumns", "IdMemory", "column_bytes", "column_from_bytes", "pack_times", "unpack_times"]
 
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -39,43 +37,44 @@ def column_from_bytes(typecode: str, data: bytes) -> array:
     return column
 
 
-_NARROW, _WIDE = "I", "q"  # stored widths: 4-byte unsigned when every value fits, else 8-byte signed
-_DTYPES = {_NARROW: np.dtype("<u4"), _WIDE: np.dtype("<i8")}
+_DTYPES = {"I": np.dtype("<u4"), "q": np.dtype("<i8")}  # stored widths of time differences
 
 
-def pack_ints(column: array) -> list[Any]:
-    """An int64 column as ``[width, little-endian bytes]``, 4 bytes a value when all fit."""
-    values = np.frombuffer(column, dtype=np.int64)
-    code = _NARROW if not values.size or (values.min() >= 0 and values.max() < 2**32) else _WIDE
-    return [code, values.astype(_DTYPES[code]).tobytes()]
+def pack_times(columns: list[array]) -> list[Any]:
+    """Non-decreasing int64 columns as one ``[firsts, width, deltas]``: each column's first value,
+    then each value's difference to the previous one of its column (0 at a column's start), as
+    uint32 (width ``"I"``) when all fit, else int64 (``"q"``). A handful of numpy calls whatever
+    the number of columns: a small user's state is written on every publish."""
+    firsts = [c[0] if c else 0 for c in columns]
+    values = np.frombuffer(b"".join([c.tobytes() for c in columns]), dtype=np.int64)
+    if not values.size:
+        return [firsts, "I", b""]
+    deltas = np.empty_like(values)
+    deltas[0] = 0
+    np.subtract(values[1:], values[:-1], out=deltas[1:])
+    deltas[list(accumulate(len(c) for c in columns[:-1]))] = 0  # past the end: only trailing empty columns
+    if deltas.min() < 0:
+        raise ValueError("a time column is not in order")
+    code = "I" if deltas.max() < 2**32 else "q"
+    return [firsts, code, deltas.astype(_DTYPES[code]).tobytes()]
 
 
-def unpack_ints(stored: list[Any]) -> array:
-    """Inverse of ``pack_ints``; raises ``ValueError``/``KeyError`` on a bad width or size."""
-    code, data = stored
-    return array("q", np.frombuffer(data, dtype=_DTYPES[code]).astype(np.int64).tobytes())
-
-
-def pack_times(column: array) -> list[Any]:
-    """A non-decreasing int64 column as ``[first, width, deltas]`` (``pack_ints`` of the deltas)."""
-    values = np.frombuffer(column, dtype=np.int64)
-    first = int(values[0]) if values.size else 0
-    return [first, *pack_ints(array("q", np.diff(values).tobytes()))] if values.size else [0, _NARROW, b""]
-
-
-def unpack_times(stored: list[Any], n: int) -> array:
-    """Inverse of ``pack_times`` for ``n`` values; raises ``ValueError`` unless the stored column
-    has ``n`` non-decreasing values."""
-    first, code, data = stored
-    deltas = np.frombuffer(data, dtype=_DTYPES[code]).astype(np.int64)
-    if len(deltas) != max(n - 1, 0) or (deltas.size and deltas.min() < 0):
-        raise ValueError("time column of the wrong length or out of order")
-    values = np.empty(n, dtype=np.int64)
-    if n:
-        values[0] = int(first)
-        np.cumsum(deltas, out=values[1:])
-        values[1:] += values[0]
-    return array("q", values.tobytes())
+def unpack_times(stored: list[Any] | tuple[Any, ...], counts: list[int]) -> list[array]:
+    """Inverse of ``pack_times`` for columns of ``counts`` values; raises ``ValueError`` (or
+    ``KeyError``) unless the stored deltas fit ``counts`` and none is negative."""
+    firsts, code, data = stored
+    deltas = np.frombuffer(data, dtype=_DTYPES[code])
+    if len(deltas) != sum(counts) or len(firsts) != len(counts) or min(counts, default=0) < 0:
+        raise ValueError("time columns of the wrong length")
+    if code == "q" and deltas.size and deltas.min() < 0:
+        raise ValueError("time column out of order")
+    running = np.cumsum(deltas, dtype=np.int64)
+    columns, start = [], 0
+    for count, first in zip(counts, firsts, strict=True):
+        segment = running[start : start + count]
+        columns.append(array("q", (segment + (int(first) - int(segment[0]))).tobytes() if count else b""))
+        start += count
+    return columns
 
 
 class EventColumns:
@@ -90,7 +89,7 @@ class EventColumns:
         self.ts = array("q")
         self.digest = array("Q")
         self.action = bytearray()
-        self.dwell = array("q")
+        self.dwell = array("I")  # 0 <= dwell_ms < 2**32 (the wire allows at most a day)
         self.item: list[str | None] = []
         self.text: list[str | None] = []
 
@@ -124,59 +123,6 @@ class EventColumns:
                 del column[:drop]
 
 
-def pack_buffers(buffers: list[EventColumns]) -> list[Any]:
-    """Several buffers as one block of columns (few numpy calls to read back):
-    ``[counts, digests, firsts, time deltas, actions, dwells, items, texts]``; each buffer's times
-    are its first time plus deltas (the delta at a buffer's start is 0)."""
-    counts = [len(b) for b in buffers]
-    deltas = array("q")
-    for b in buffers:
-        if len(b):
-            deltas.append(0)
-            deltas.frombytes(np.diff(np.frombuffer(b.ts, dtype=np.int64)).tobytes())
-    return [
-        counts,
-        b"".join(column_bytes(b.digest) for b in buffers),
-        [b.ts[0] if len(b) else 0 for b in buffers],
-        pack_ints(deltas),
-        b"".join(bytes(b.action) for b in buffers),
-        pack_ints(array("q", b"".join(b.dwell.tobytes() for b in buffers))),
-        [i for b in buffers for i in b.item],
-        [t for b in buffers for t in b.text],
-    ]
-
-
-def unpack_buffers(stored: list[Any] | tuple[Any, ...], n_actions: int) -> list[EventColumns]:
-    """Inverse of ``pack_buffers`` for columns of the right types (the caller's typed decoder
-    checks them); raises ``ValueError`` (or ``KeyError``) unless every column has one value per
-    event, times are in order and actions are below ``n_actions``."""
-    counts, digests, firsts, deltas, actions, dwells, items, texts = stored
-    n = sum(counts)
-    digest = column_from_bytes("Q", digests)
-    times = np.frombuffer(unpack_ints(deltas), dtype=np.int64).copy()
-    dwell = unpack_ints(dwells)
-    if not (len(digest) == len(times) == len(actions) == len(dwell) == len(items) == len(texts) == n):
-        raise ValueError("event columns of unequal length")
-    if len(counts) != len(firsts) or min(counts, default=0) < 0:
-        raise ValueError("bad buffer counts")
-    if actions.translate(None, bytes(range(n_actions))) or (n and times.min() < 0):
-        raise ValueError("action index out of range, or events out of time order")
-    np.cumsum(times, out=times)
-    out, start = [], 0
-    for count, first in zip(counts, firsts, strict=True):
-        end = start + count
-        b = EventColumns()
-        if count:
-            times[start:end] += int(first) - int(times[start])  # the raw sum there is the last one
-            b.ts = array("q", times[start:end].tobytes())
-            b.digest, b.dwell = digest[start:end], dwell[start:end]
-            b.action = bytearray(actions[start:end])
-            b.item, b.text = items[start:end], texts[start:end]
-        out.append(b)
-        start = end
-    return out
-
-
 class IdMemory:
     """At least the newest ``limit`` applied event-id digests, with each event's time and content
     fingerprint.
@@ -185,10 +131,12 @@ class IdMemory:
     are forgotten first) and their digests once more sorted (``sorted_digests``, for lookups by
     bisection). Forgetting runs in steps: past ``limit + slack`` entries the oldest times are
     forgotten down to ``limit`` in one pass (``slack`` = ``limit // 16``), so an apply does not pay
-    for it. ``forgotten_ms`` is the newest time forgotten so far (-1: none).
+    for it. ``forgotten_ms`` is the newest time forgotten so far (-1: none). ``unknown`` holds the
+    digests whose content is unknown (ids read from format-1 states): any event with one is a
+    duplicate.
     """
 
-    __slots__ = ("digest", "forgotten_ms", "fp", "limit", "slack", "sorted_digests", "ts")
+    __slots__ = ("digest", "forgotten_ms", "fp", "limit", "slack", "sorted_digests", "ts", "unknown")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -196,7 +144,8 @@ class IdMemory:
         self.sorted_digests = array("Q")
         self.digest = array("Q")
         self.ts = array("q")
-        self.fp = array("q")  # a crc32, or -1 for content unknown (states of format 1)
+        self.fp = array("I")  # CRC-32 of the content
+        self.unknown: set[int] = set()
         self.forgotten_ms = -1
 
     def __len__(self) -> int:
@@ -207,10 +156,11 @@ class IdMemory:
         at = bisect.bisect_left(self.sorted_digests, digest)
         return at if at < len(self.sorted_digests) and self.sorted_digests[at] == digest else -1 - at
 
-    def entry(self, digest: int) -> tuple[int, int]:
-        """``(ts, fp)`` of a remembered digest (a scan: only duplicates and conflicts ask)."""
+    def entry(self, digest: int) -> tuple[int, int | None]:
+        """``(ts, fp)`` of a remembered digest, ``fp`` None when its content is unknown (a scan:
+        only duplicates and conflicts ask)."""
         at = int(np.flatnonzero(np.frombuffer(self.digest, dtype=np.uint64) == digest)[0])
-        return self.ts[at], self.fp[at]
+        return self.ts[at], None if digest in self.unknown else self.fp[at]
 
     def add(self, digest: int, ts: int, fp: int, at: int) -> None:
         """Remember a new digest (``at`` = ``-1 - find(digest)``), then forget the oldest times
@@ -233,6 +183,8 @@ class IdMemory:
         """Forget the ``n`` entries with the oldest times."""
         gone = np.sort(np.frombuffer(self.digest, dtype=np.uint64)[:n])
         self.forgotten_ms = max(self.forgotten_ms, self.ts[n - 1])
+        if self.unknown:
+            self.unknown.difference_update(self.digest[:n])
         del self.ts[:n], self.digest[:n], self.fp[:n]
         digests = np.frombuffer(self.sorted_digests, dtype=np.uint64)
         keep = np.ones(len(digests), dtype=bool)
@@ -241,9 +193,11 @@ class IdMemory:
         del digests
         self.sorted_digests = array("Q", kept)
 
-    def restore(self, digest: array, ts: array, fp: array) -> None:
-        """Replace the contents with entries given in time order (as ``time_ordered`` returns
-        them), forgetting the oldest as ``add`` would. Raises ``ValueError`` on a repeated digest."""
+    def restore(self, digest: array, ts: array, fp: array, unknown: set[int]) -> None:
+        """Replace the contents with entries in time order, forgetting the oldest as ``add`` would.
+        Raises ``ValueError`` on columns of unequal length or a repeated digest."""
+        if not len(digest) == len(ts) == len(fp):
+            raise ValueError("id memory columns of unequal length")
         extra = len(digest) - self.limit
         if extra > self.slack:  # the rule of ``add``, e.g. a smaller memory than the state's
             self.forgotten_ms = max(self.forgotten_ms, ts[extra - 1])
@@ -253,7 +207,4 @@ class IdMemory:
         if len(in_order) > 1 and not bool(np.all(in_order[1:] != in_order[:-1])):
             raise ValueError("repeated event-id digest in the id memory")
         self.sorted_digests = array("Q", in_order.tobytes())
-
-    def time_ordered(self) -> tuple[array, array, array]:
-        """``(digest, ts, fp)`` columns in time order (ties: arrival order)."""
-        return self.digest, self.ts, self.fp
+        self.unknown = unknown.intersection(digest) if unknown else set()

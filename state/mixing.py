@@ -68,6 +68,7 @@ class MixingPolicy:
         self.config = config or MixingConfig()
         self._bounds_ms = np.asarray(self.config.bucket_bounds_ms, dtype=np.int64)
         self._quotas = {s: self.config.bucket_quotas(self.config.slots(s)) for s in SCENARIOS}
+        self._slots = np.array([self.config.slots(s) for s in SCENARIOS], dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description; a model records the policy it was trained with."""
@@ -91,6 +92,13 @@ class MixingPolicy:
             raise ValueError(f"shape mismatch: {scenario_idx.shape} vs {ts_ms.shape}")
         if len(ts_ms) == 0:
             return np.empty(0, dtype=np.int64)
+        if scenario_idx.min() >= 0 and np.all(np.bincount(scenario_idx, minlength=len(SCENARIOS)) <= self._slots):
+            # Every scenario fits its budget, so the quotas choose every event (the usual case for
+            # a user with few events): the same result without the per-bucket passes.
+            return _chronological(np.arange(len(ts_ms), dtype=np.int64), ts_ms)
+        return self._select_by_quotas(scenario_idx, ts_ms, now_ms)
+
+    def _select_by_quotas(self, scenario_idx: np.ndarray, ts_ms: np.ndarray, now_ms: int) -> np.ndarray:
         order = _recency_order(ts_ms)
         bucket = self.buckets(ts_ms, now_ms)
         chosen = np.zeros(len(ts_ms), dtype=bool)

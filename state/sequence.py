@@ -13,18 +13,7 @@ import msgspec
 import numpy as np
 import xxhash
 
-from state.columns import (
-    EventColumns,
-    IdMemory,
-    column_bytes,
-    column_from_bytes,
-    pack_buffers,
-    pack_ints,
-    pack_times,
-    unpack_buffers,
-    unpack_ints,
-    unpack_times,
-)
+from state.columns import EventColumns, IdMemory, column_bytes, column_from_bytes, pack_times, unpack_times
 from state.config import StateConfig
 from state.errors import InvalidInputError, StateFormatError
 from state.records import ACTIONS, SCENARIOS, Behavior
@@ -45,10 +34,11 @@ __all__ = [
 FORMAT_VERSION = 3
 _READABLE_FORMATS = (1, 2, 3)
 
-_UNKNOWN_CONTENT = -1  # fingerprint of ids read from format 1, which kept no content
+_DWELL_LIMIT = 2**32  # dwell_ms is stored as uint32 (the wire allows at most a day)
 
 _SCENARIO_INDEX = {name: i for i, name in enumerate(SCENARIOS)}
 _ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
+_ACTION_BYTES = bytes(range(len(ACTIONS)))  # the valid stored action indices
 
 
 class ApplyResult(enum.Enum):
@@ -92,35 +82,24 @@ def event_key(event_id: str) -> str:
     return digest_key(event_digest(event_id))
 
 
-class _StoredEvents(msgspec.Struct, array_like=True):
-    """``columns.pack_buffers``'s block, typed (the decoder checks every type in C)."""
-
-    counts: list[int]
-    digests: bytes
-    firsts: list[int]
-    deltas: tuple[str, bytes]
-    actions: bytes
-    dwells: tuple[str, bytes]
-    items: list[str | None]
-    texts: list[str | None]
-
-
-class _StoredIds(msgspec.Struct, array_like=True):
-    digests: bytes
-    times: tuple[int, str, bytes]
-    fingerprints: tuple[str, bytes]
-
-
 class _StoredState(msgspec.Struct):
-    """A format-3 state as ``to_bytes`` writes it."""
+    """A format-3 state as ``to_bytes`` writes it (docs/redis-format.md); the decoder checks every
+    type in C."""
 
     f: Literal[3]
     u: str
     v: int
     w: int
     sw: dict[str, int]
-    e: _StoredEvents
-    r: _StoredIds
+    n: list[int]  # events per scenario buffer (SCENARIOS order), then remembered ids
+    t: tuple[list[int], str, bytes]  # their times: columns.pack_times
+    d: bytes  # their event-id digests, uint64 LE
+    a: bytes  # actions of the buffered events, uint8 index into ACTIONS
+    dw: bytes  # dwell_ms of the buffered events, uint32 LE
+    i: list[str | None]  # item ids of the buffered events
+    x: list[str | None]  # texts of the buffered events
+    p: bytes  # content fingerprints of the remembered ids, uint32 LE
+    k: list[int]  # remembered digests whose content is unknown (read from format 1)
     fm: int
     o: dict[str, int]
 
@@ -213,6 +192,8 @@ class UserSequence:
         action = _ACTION_INDEX.get(behavior.action)
         if action is None:
             raise InvalidInputError(f"unknown action {behavior.action!r}")
+        if not 0 <= behavior.dwell_ms < _DWELL_LIMIT:
+            raise InvalidInputError(f"dwell_ms={behavior.dwell_ms} is outside [0, 2**32)")
         scenario_watermark_ms = self._scenario_watermark_ms.get(scenario, 0)
         if source is not None:
             applied = self._applied_offsets.get(source, -1)
@@ -252,7 +233,7 @@ class UserSequence:
         memory = self._memory
         if memory.find(digest) >= 0:
             ts_ms, fp = memory.entry(digest)
-            same = fp == _UNKNOWN_CONTENT or (ts_ms, fp) == (behavior.ts_ms, fingerprint(behavior))
+            same = fp is None or (ts_ms, fp) == (behavior.ts_ms, fingerprint(behavior))
             return _DUPLICATE if same else _CONFLICT
         if self._buffered(digest):
             return _DUPLICATE
@@ -314,16 +295,24 @@ class UserSequence:
 
     def to_bytes(self) -> bytes:
         """Serialise the whole state (buffers, recent ids, version, watermark): msgpack of columns."""
-        digests, times, fps = self._memory.time_ordered()
+        buffers = [self._buffers[s] for s in SCENARIOS]
+        memory = self._memory
         doc: dict[str, Any] = {
             "f": FORMAT_VERSION,
             "u": self.user_id,
             "v": self.version,
             "w": self.watermark_ms,
             "sw": self._scenario_watermark_ms,
-            "e": pack_buffers([self._buffers[s] for s in SCENARIOS]),
-            "r": [column_bytes(digests), pack_times(times), pack_ints(fps)],
-            "fm": self._memory.forgotten_ms,
+            "n": [*(len(b) for b in buffers), len(memory)],
+            "t": pack_times([*(b.ts for b in buffers), memory.ts]),
+            "d": b"".join([*(column_bytes(b.digest) for b in buffers), column_bytes(memory.digest)]),
+            "a": b"".join(b.action for b in buffers),
+            "dw": b"".join(column_bytes(b.dwell) for b in buffers),
+            "i": [*buffers[0].item, *buffers[1].item, *buffers[2].item],
+            "x": [*buffers[0].text, *buffers[1].text, *buffers[2].text],
+            "p": column_bytes(memory.fp),
+            "k": sorted(memory.unknown),
+            "fm": memory.forgotten_ms,
             "o": self._applied_offsets,
         }
         return msgpack.packb(doc, use_bin_type=True)
@@ -341,7 +330,7 @@ class UserSequence:
             invalid = exc  # not format 3 (an older one is read below), or a malformed one
         except msgspec.DecodeError as exc:
             raise StateFormatError(f"sequence state is not valid msgpack: {exc}") from exc
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, IndexError, OverflowError) as exc:
             raise StateFormatError(f"malformed sequence state: {exc!r}") from exc
         try:
             doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
@@ -354,27 +343,36 @@ class UserSequence:
             raise StateFormatError(f"malformed sequence state: {invalid}")
         try:
             return cls._from_doc(doc, config)
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise StateFormatError(f"malformed sequence state: {exc!r}") from exc
 
     @classmethod
     def _from_stored(cls, state: _StoredState, config: StateConfig | None) -> UserSequence:
         seq = cls(state.u, config)
         seq.version, seq.watermark_ms, seq._scenario_watermark_ms = state.v, state.w, state.sw
-        buffers = unpack_buffers(msgspec.structs.astuple(state.e), len(ACTIONS))
-        if len(buffers) != len(SCENARIOS):
-            raise ValueError(f"{len(buffers)} buffers stored for {len(SCENARIOS)} scenarios")
-        for scenario, buffer in zip(SCENARIOS, buffers, strict=True):
+        counts = state.n
+        if len(counts) != len(SCENARIOS) + 1:
+            raise ValueError(f"{len(counts)} counts for {len(SCENARIOS)} buffers and the id memory")
+        times = unpack_times(state.t, counts)
+        digests = column_from_bytes("Q", state.d)
+        dwells = column_from_bytes("I", state.dw)
+        n = sum(counts[:-1])
+        if len(digests) != n + counts[-1] or not len(state.a) == len(dwells) == len(state.i) == len(state.x) == n:
+            raise ValueError("event columns of unequal length")
+        if state.a.translate(None, _ACTION_BYTES):
+            raise ValueError("action index out of range")
+        start = 0
+        for k, scenario in enumerate(SCENARIOS):
+            end = start + counts[k]
+            buffer = seq._buffers[scenario]
+            buffer.ts, buffer.digest, buffer.dwell = times[k], digests[start:end], dwells[start:end]
+            buffer.action = bytearray(state.a[start:end])
+            buffer.item, buffer.text = state.i[start:end], state.x[start:end]
             buffer.keep_newest(seq.config.capacity(scenario))
-            seq._buffers[scenario] = buffer
+            start = end
         seq._applied_offsets = state.o
         seq._memory.forgotten_ms = state.fm
-        ids = state.r
-        digests = column_from_bytes("Q", ids.digests)
-        times, fps = unpack_times(list(ids.times), len(digests)), unpack_ints(list(ids.fingerprints))
-        if len(fps) != len(digests):
-            raise ValueError("id memory columns of unequal length")
-        seq._memory.restore(digests, times, fps)
+        seq._memory.restore(digests[n:], times[-1], column_from_bytes("I", state.p), set(state.k))
         return seq
 
     @classmethod
@@ -391,8 +389,7 @@ class UserSequence:
             buffer.keep_newest(seq.config.capacity(scenario))
         seq._applied_offsets = {str(k): int(v) for k, v in doc.get("o", {}).items()}
         seq._memory.forgotten_ms = int(doc.get("fm", -1))
-        digests, times, fps = _read_ids(doc)
-        seq._memory.restore(digests, times, fps)
+        seq._memory.restore(*_read_ids(doc))
         return seq
 
 
@@ -413,12 +410,14 @@ def _read_rows(buffer: EventColumns, rows: list[Any], scenario: str, user_id: st
         buffer.insert(b.ts_ms, event_digest(b.event_id), _ACTION_INDEX[b.action], b.dwell_ms, b.item_id, b.text)
 
 
-def _read_ids(doc: dict[str, Any]) -> tuple[array, array, array]:
-    """The id memory's ``(digest, ts, fp)`` columns in time order, from format 1 or 2."""
-    if doc["f"] == 1:  # ids only: their times and content are unknown (-1), forgotten first
-        rows = [(event_digest(str(event_id)), -1, _UNKNOWN_CONTENT) for event_id in doc["r"]]
+def _read_ids(doc: dict[str, Any]) -> tuple[array, array, array, set[int]]:
+    """The id memory of a format 1 or 2 state: digest, time and fingerprint columns in time order,
+    and the digests whose content is unknown (all of format 1's: it kept ids only)."""
+    if doc["f"] == 1:
+        rows = [(event_digest(str(event_id)), -1, 0) for event_id in doc["r"]]
     else:
         rows = [(event_digest(str(event_id)), int(ts), int(fp)) for event_id, ts, fp in doc["r"]]
     rows.sort(key=lambda row: row[1])
+    unknown = {r[0] for r in rows} if doc["f"] == 1 else set()
     return (array("Q", [r[0] for r in rows]), array("q", [r[1] for r in rows]),
-            array("q", [r[2] for r in rows]))
+            array("I", [r[2] for r in rows]), unknown)

@@ -167,3 +167,20 @@ def test_worked_example_from_docs() -> None:
     no_redistribution = MixingPolicy(MixingConfig(redistribute_unused=False))
     assert table(no_redistribution) == [[32, 10, 22], [3, 4, 0], [32, 0, 0]]
     assert table(RecentWindowPolicy(128)) == [[98, 0, 0], [0, 0, 0], [30, 0, 0]]
+
+
+@pytest.mark.parametrize("redistribute_unused", [True, False])
+def test_the_every_event_fits_shortcut_chooses_what_the_quotas_choose(redistribute_unused: bool) -> None:
+    rng = np.random.default_rng(11)
+    policy = MixingPolicy(MixingConfig(scenario_slots={"feed": 8, "search": 4, "ads": 2},
+                                       redistribute_unused=redistribute_unused))
+    shortcuts = 0
+    for _ in range(300):
+        n = int(rng.integers(1, 20))
+        scenario_idx = rng.integers(0, 3, size=n)
+        ts_ms = NOW_MS - rng.integers(-HOUR_MS, 30 * DAY_MS, size=n) // rng.integers(1, 4)
+        fits = bool(np.all(np.bincount(scenario_idx, minlength=3) <= [8, 4, 2]))
+        shortcuts += fits
+        expected = policy._select_by_quotas(scenario_idx, ts_ms, NOW_MS)
+        assert policy.select(scenario_idx, ts_ms, NOW_MS).tolist() == expected.tolist()
+    assert 50 < shortcuts < 250  # both paths were exercised

@@ -197,9 +197,11 @@ def test_a_sequence_reloaded_at_any_point_decides_exactly_as_one_never_stored() 
     assert reloaded.to_bytes() == live.to_bytes()
 
 
-def test_an_unknown_action_is_rejected() -> None:
+def test_an_unknown_action_or_a_dwell_time_outside_uint32_is_rejected() -> None:
     with pytest.raises(InvalidInputError, match="unknown action"):
         UserSequence("u1").apply(ev("e", 1, action="teleport"))
+    with pytest.raises(InvalidInputError, match="dwell_ms"):
+        UserSequence("u1").apply(ev("e", 1, dwell_ms=-1))
 
 
 def test_a_full_user_is_compact_in_bytes_and_in_memory() -> None:
@@ -282,15 +284,20 @@ def test_format_2_state_is_read_and_dedupes_as_before() -> None:
     assert again.behaviors() == seq.behaviors() and again.to_bytes() == seq.to_bytes()
 
 
+Q = (0).to_bytes(8, "little")  # one int64 zero
+
+
 @pytest.mark.parametrize("mutate", [
-    lambda d: d["e"].__setitem__(1, d["e"][1][:12]),  # digest column of a partial value
-    lambda d: d["e"][3].__setitem__(1, b""),  # fewer times than events
-    lambda d: d["e"].__setitem__(4, b"\x00"),  # fewer actions than events
-    lambda d: d["e"].__setitem__(4, b"\x63\x63"),  # an action index out of range
-    lambda d: d["e"].__setitem__(6, [1, 2]),  # an item that is not a string
-    lambda d: d["e"].__setitem__(3, ["q", (0).to_bytes(8, "little") + (-10).to_bytes(8, "little", signed=True)]),
-    lambda d: d["e"].__setitem__(0, [3, 0, 0]),  # counts that do not match the columns
-    lambda d: d["r"].__setitem__(0, d["r"][0][:8] * 2),  # one digest remembered twice
+    lambda d: d.__setitem__("d", d["d"][:12]),  # a digest column of a partial value
+    lambda d: d["t"].__setitem__(2, d["t"][2][:4]),  # fewer times than events
+    lambda d: d.__setitem__("a", b"\x00"),  # fewer actions than events
+    lambda d: d.__setitem__("a", b"\x63\x63"),  # an action index out of range
+    lambda d: d.__setitem__("dw", b"\x00"),  # a dwell column of a partial value
+    lambda d: d.__setitem__("i", [1, 2]),  # an item that is not a string
+    lambda d: d.__setitem__("t", [[20, 0, 0, 10], "q", Q + (-10).to_bytes(8, "little", signed=True) + Q + Q]),
+    lambda d: d.__setitem__("n", [3, 0, 0, 1]),  # counts that do not match the columns
+    lambda d: d.__setitem__("n", [2, 0, 0]),  # no count for the id memory
+    lambda d: d.__setitem__("d", d["d"][:24] + d["d"][16:24]),  # one digest remembered twice
 ])
 def test_malformed_columns_raise_state_format_error(mutate: object) -> None:
     seq = UserSequence("u1")
