@@ -74,9 +74,12 @@ class Recomputer:
         self._vocabulary: Mapping[str, int] | None = getattr(encoder, "item_index", None)
 
     def chunks(self, sequences: Sequence[UserSequence]) -> list[list[UserSequence]]:
-        """``sequences`` split into micro-batches of at most ``max_batch_users``."""
+        """``sequences`` split into micro-batches of at most ``max_batch_users``, shortest first:
+        a batch is padded to its longest input, so users of similar length go together (under a
+        Zipf load one heavy user would otherwise pad a whole batch of light ones to ``max_len``)."""
         n = self.max_batch_users
-        return [list(sequences[i : i + n]) for i in range(0, len(sequences), n)]
+        by_length = sorted(sequences, key=len)  # stable: equal lengths keep their order
+        return [by_length[i : i + n] for i in range(0, len(by_length), n)]
 
     def updates(self, sequences: Sequence[UserSequence]) -> list[UserUpdate]:
         """Encode one micro-batch and build its updates (raising each user's version)."""

@@ -67,6 +67,14 @@ def test_chunks_bound_the_model_batch() -> None:
     assert [len(c) for c in recomputer.chunks([sequence(f"u{i}", 1) for i in range(5)])] == [2, 2, 1]
 
 
+def test_chunks_put_users_of_similar_length_together() -> None:
+    """A batch is padded to its longest user: a heavy user must not pad the light ones."""
+    recomputer = Recomputer(ShapeEncoder(), MixingPolicy(), max_batch_users=2)
+    users = [sequence("heavy", 90), sequence("a", 1), sequence("mid", 40), sequence("b", 1), sequence("c", 2)]
+    chunks = recomputer.chunks(users)
+    assert [[s.user_id for s in c] for c in chunks] == [["a", "b"], ["c", "mid"], ["heavy"]]
+
+
 def test_items_outside_the_model_vocabulary_are_counted() -> None:
     class KnownItems(ShapeEncoder):
         item_index = {"i1": 2}
