@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     listpack = f"the same, `hash-max-listpack-value {LISTPACK_VALUE}` (deploy/)"
     print(f"| {listpack} | {small_listpack / 1024:.1f} KB | ≤ 3 KB |")
     print(f"| full user cached in a worker (Python heap) | {heap / 1024:.1f} KB | ≤ 24 KB |")
+    print(f"| the cache's estimate of it (`approx_bytes`) | {users[0].approx_bytes() / 1024:.1f} KB | |")
     print(f"| publish, full users, batches of {args.batch} | {publish:,.0f} users/s | |")
     print(f"| `redis-benchmark -t set -d {payload} -c 1 -P {args.batch}` | {reference:,.0f} SET/s | |")
     print(f"| publish ÷ redis-benchmark | {publish / reference:.2f} | ≥ 0.50 |")

@@ -12,7 +12,7 @@ __all__ = ["DAY_MS", "DEFAULT_CACHE_MAX_BYTES", "HOUR_MS", "MixingConfig", "Stat
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-#: A worker's in-memory sequence cache bound: ~5,000 full users at ~100 KB each (`approx_bytes`).
+#: A worker's in-memory sequence cache bound: ~5,500 full users at ~90 KB each (`approx_bytes`).
 DEFAULT_CACHE_MAX_BYTES = 512 * 1024**2
 
 

@@ -159,9 +159,9 @@ class UserSequence:
 
     def approx_bytes(self) -> int:
         """Estimated memory of this sequence in a worker, for the cache's byte bound (measured by
-        ``benchmarks/bench_state.py``: ~40 B of columns and ~65 B of strings an event, 40 B a
+        ``benchmarks/bench_state.py``: ~21 B of columns and ~90 B of strings an event, 28 B a
         remembered id, ~1.5 KB fixed). Constant time: the cache calls it on every touch."""
-        return 1536 + 105 * len(self) + 40 * len(self._memory)
+        return 1536 + 110 * len(self) + 28 * len(self._memory)
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._buffers.values())
