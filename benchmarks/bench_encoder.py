@@ -111,6 +111,13 @@ def build_artifact(root: Path, n_users: int, mean_events: int, threads: int) -> 
     return root / "current", ckpt
 
 
+def artifact_or_build(root: Path, artifact_dir: Path | None) -> Path:
+    """``artifact_dir``, or a small model trained and exported under ``root`` (``build_artifact``)."""
+    if artifact_dir is not None:
+        return artifact_dir
+    return build_artifact(root, n_users=200, mean_events=100, threads=2)[0]
+
+
 def user_inputs(n: int, mean_events: int) -> list:
     """``n`` users' full histories, mixed by the default policy, as the worker would feed them."""
     from encoders.data.synthetic import generate_events

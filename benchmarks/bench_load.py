@@ -446,17 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_at_start = os.getloadavg()
     logging.basicConfig(level=logging.ERROR)  # the DLQ warns per dead letter; they are counted below
+    from bench_encoder import artifact_or_build
+
     from encoders.serving import InterestEncoder
     from streams.devservers.servers import start_broker, start_redis
 
     cat = Catalogue.build(args.users, args.zipf_s)
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="unistate-bench-load-")))
-        artifact = args.artifact_dir
-        if artifact is None:
-            from bench_encoder import build_artifact
-
-            artifact, _ = build_artifact(tmp, n_users=200, mean_events=100, threads=2)
+        artifact = artifact_or_build(tmp, args.artifact_dir)
         encoder = InterestEncoder.load(artifact, providers=["CPUExecutionProvider"])
         servers = stack.enter_context(start_broker()), stack.enter_context(start_redis())
         run = sweep(servers, encoder, artifact, cat, args)

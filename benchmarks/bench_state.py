@@ -23,10 +23,7 @@ search queries of a few words, ads with ad ids.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import os
-import platform
 import random
 import subprocess
 import sys
@@ -128,15 +125,11 @@ def heap_per_user(blobs: list[bytes], config: StateConfig) -> float:
 
 
 def machine() -> str:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
+    """``bench_merge.machine()`` plus the redis-server version."""
+    from bench_merge import machine as base_machine
+
     version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
-    return (f"nproc={len(os.sched_getaffinity(0))}, CPU model `{model}`, Python {platform.python_version()}, "
-            f"redis-server {version.removeprefix('v=')}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    return f"{base_machine()}, redis-server {version.removeprefix('v=')}"
 
 
 def main(argv: list[str] | None = None) -> int:

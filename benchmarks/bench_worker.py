@@ -274,6 +274,8 @@ def tables(results: list[RunResult], baseline: WorkerConfig) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the DLQ warns per dead letter; they are counted below
+    from bench_encoder import artifact_or_build
+
     from encoders.serving import InterestEncoder
     from streams.devservers.servers import start_broker, start_redis
 
@@ -282,11 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[RunResult] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="unistate-bench-worker-")))
-        artifact = args.artifact_dir
-        if artifact is None:
-            from bench_encoder import build_artifact
-
-            artifact, _ = build_artifact(tmp, n_users=200, mean_events=100, threads=2)
+        artifact = artifact_or_build(tmp, args.artifact_dir)
         encoder = InterestEncoder.load(artifact, providers=["CPUExecutionProvider"])
         broker = stack.enter_context(start_broker())
         redis_server = stack.enter_context(start_redis())
