@@ -109,6 +109,9 @@ class TrainConfig:
     n_negatives: int = 4096  # sampled (uniform over the vocabulary) besides in-batch ones
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
     patience: int | None = 3  # with an eval_fn: stop after this many epochs without a new best
+    #: with an eval_fn: multiply the learning rate by this after each epoch without a new best
+    #: (None: the cosine schedule alone)
+    lr_decay_on_plateau: float | None = None
     init_tau: float = 0.1
     scenario_mask: tuple[bool, ...] | None = None  # train on these target scenarios only
     input_scenarios: tuple[int, ...] | None = None  # keep only these scenarios in the input

@@ -170,9 +170,11 @@ def train(
     total_steps = epochs * steps_per_epoch
     logger.info("epochs=%d steps_per_epoch=%d total_steps=%d", epochs, steps_per_epoch, total_steps)
     warmup = max(1, total_steps // 20)
+    plateau = [1.0]  # the learning-rate factor that ``lr_decay_on_plateau`` lowers
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / max(total_steps, 1))),
+        lambda s: plateau[0] * min(1.0, (s + 1) / warmup)
+        * 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / max(total_steps, 1))),
     )
     step = 0
     for epoch in range(epochs):
@@ -208,7 +210,8 @@ def train(
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         score = eval_fn(model.eval()) if eval_fn is not None else -float(np.mean(losses or [0.0]))
-        history.append({"epoch": epoch, "loss": float(np.mean(losses or [0.0])), "score": float(score)})
+        history.append({"epoch": epoch, "loss": float(np.mean(losses or [0.0])), "score": float(score),
+                        "lr": float(opt.param_groups[0]["lr"])})
         logger.info(
             "epoch=%d loss=%.4f score=%.4f tau=%.3f seconds=%.1f",
             epoch,
@@ -223,6 +226,9 @@ def train(
         elif config.patience is not None and epoch - best_epoch >= config.patience:
             logger.info("early stop epoch=%d best_epoch=%d", epoch, best_epoch)
             break
+        elif config.lr_decay_on_plateau is not None:
+            plateau[0] *= config.lr_decay_on_plateau
+            logger.info("no new best: learning rate factor %.3g", plateau[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / CHECKPOINT_NAME
     torch.save(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import build_inputs
 from encoders.model import InterestModel
-from encoders.train import _targets, info_nce, make_samples, sample_context
+from encoders.train import _targets, info_nce, make_samples, sample_context, train
 
 
 def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(
@@ -109,3 +111,19 @@ def test_plain_samples_keep_the_next_events_as_targets(tiny_dataset: EventDatase
 def test_a_holdout_fraction_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="holdout_fraction"):
         TrainConfig(holdout_fraction=1.5)
+
+
+def test_the_learning_rate_drops_after_each_epoch_without_a_new_best(
+    tmp_path: Path, tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> None:
+    """``lr_decay_on_plateau`` lowers the rate for the epochs after one that found no new best."""
+
+    def rates(decay: float | None) -> list[float]:
+        scores = iter([1.0, 0.5, 0.5, 0.5, 0.5])  # epoch 0 is the best; none after it
+        cfg = TrainConfig(model=tiny_config, epochs=5, min_steps=0, batch_size=32, n_negatives=64, progress=False,
+                          threads=1, patience=None, lr_decay_on_plateau=decay)
+        ckpt = train(cfg, tiny_dataset, policy, tmp_path / str(decay), eval_fn=lambda _: next(scores))
+        return [h["lr"] for h in torch.load(ckpt, weights_only=False)["history"]]
+
+    decayed, plain = rates(0.5), rates(None)  # the cosine schedule reaches 0 at the last epoch's end
+    assert np.allclose(np.array(decayed[:4]) / np.array(plain[:4]), [1.0, 1.0, 0.5, 0.25])
