@@ -65,8 +65,8 @@ evaluate: $(STAMP)  ## the default recipe vs baselines on every dataset, and the
 
 PEERS_VENV ?= .artifacts/quix-venv
 bench-peers: $(STAMP) redis-server  ## unistate vs faust-streaming and Quix Streams on one merge job (Quix in its own venv: its pins differ)
-	test -x $(PEERS_VENV)/bin/python || ($(PYTHON) -m venv $(PEERS_VENV) && \
-	  $(PEERS_VENV)/bin/pip install -q quixstreams msgpack msgspec numpy 'redis[hiredis]' psutil)
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q quixstreams msgpack msgspec numpy 'redis[hiredis]' psutil xxhash
 	$(PY) benchmarks/bench_peers.py --quix-python $(PEERS_VENV)/bin/python
 
 clean:  ## remove the virtualenv and build outputs
