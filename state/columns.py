@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EventColumns", "IdMemory", "column_bytes", "column_from_bytes", "pack_times", "unpack_times"]
+__all__ = [
+    "ANY_SCENARIO", "EventColumns", "IdMemory", "column_bytes", "column_from_bytes", "pack_dwell", "pack_times",
+    "unpack_dwell", "unpack_times",
+]
 
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -77,6 +80,22 @@ def unpack_times(stored: list[Any] | tuple[Any, ...], counts: list[int]) -> list
     return columns
 
 
+def pack_dwell(columns: list[array]) -> list[Any]:
+    """uint32 dwell columns as one ``[width, bytes]``: uint16 LE (``"H"``) when every value fits
+    (most dwell times are under a minute), else uint32 LE (``"I"``)."""
+    values = np.frombuffer(b"".join([c.tobytes() for c in columns]), dtype=np.uint32)
+    code = "H" if not values.size or values.max() < 2**16 else "I"
+    return [code, values.astype("<u2" if code == "H" else "<u4").tobytes()]
+
+
+def unpack_dwell(stored: list[Any] | tuple[Any, ...]) -> array:
+    """Inverse of ``pack_dwell``; raises ``ValueError`` on a bad width or a partial value."""
+    code, data = stored
+    if code not in ("H", "I"):
+        raise ValueError(f"unknown dwell width {code!r}")
+    return array("I", np.frombuffer(data, dtype="<u2" if code == "H" else "<u4").astype(np.uint32).tobytes())
+
+
 class EventColumns:
     """One scenario's buffered events as parallel columns, ordered by time (ties: arrival order).
 
@@ -123,30 +142,38 @@ class EventColumns:
                 del column[:drop]
 
 
-class IdMemory:
-    """At least the newest ``limit`` applied event-id digests, with each event's time and content
-    fingerprint.
+#: The scenario of a remembered id read from a format 1 or 2 state, which did not keep it: its
+#: time counts as forgotten for every scenario.
+ANY_SCENARIO = 255
 
-    The entries are kept in time order (``digest``/``ts``/``fp``, ties in arrival order: the oldest
-    are forgotten first) and their digests once more sorted (``sorted_digests``, for lookups by
-    bisection). Forgetting runs in steps: past ``limit + slack`` entries the oldest times are
-    forgotten down to ``limit`` in one pass (``slack`` = ``limit // 16``), so an apply does not pay
-    for it. ``forgotten_ms`` is the newest time forgotten so far (-1: none). ``unknown`` holds the
-    digests whose content is unknown (ids read from format-1 states): any event with one is a
-    duplicate.
+
+class IdMemory:
+    """At least the newest ``limit`` applied event-id digests, with each event's time, scenario
+    index and content fingerprint.
+
+    The entries are kept in time order (``digest``/``ts``/``scenario``/``fp``, ties in arrival
+    order: the oldest are forgotten first) and their digests once more sorted (``sorted_digests``,
+    for lookups by bisection). Forgetting runs in steps: past ``limit + slack`` entries the oldest
+    times are forgotten down to ``limit`` in one pass (``slack`` = ``limit // 16``), so an apply
+    does not pay for it. ``forgotten_ms[s]`` is the newest time forgotten so far among scenario
+    ``s``'s events (-1: none): per scenario, because each scenario arrives on its own topic and one
+    may lag another by many events (a catch-up), and a re-sent event keeps its scenario.
+    ``unknown`` holds the digests whose content is unknown (ids read from format-1 states): any
+    event with one is a duplicate.
     """
 
-    __slots__ = ("digest", "forgotten_ms", "fp", "limit", "slack", "sorted_digests", "ts", "unknown")
+    __slots__ = ("digest", "forgotten_ms", "fp", "limit", "scenario", "slack", "sorted_digests", "ts", "unknown")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, n_scenarios: int) -> None:
         self.limit = limit
         self.slack = limit // 16
         self.sorted_digests = array("Q")
         self.digest = array("Q")
         self.ts = array("q")
+        self.scenario = bytearray()  # index into SCENARIOS, or ANY_SCENARIO
         self.fp = array("I")  # CRC-32 of the content
         self.unknown: set[int] = set()
-        self.forgotten_ms = -1
+        self.forgotten_ms = [-1] * n_scenarios
 
     def __len__(self) -> int:
         return len(self.digest)
@@ -162,7 +189,7 @@ class IdMemory:
         at = int(np.flatnonzero(np.frombuffer(self.digest, dtype=np.uint64) == digest)[0])
         return self.ts[at], None if digest in self.unknown else self.fp[at]
 
-    def add(self, digest: int, ts: int, fp: int, at: int) -> None:
+    def add(self, digest: int, ts: int, scenario: int, fp: int, at: int) -> None:
         """Remember a new digest (``at`` = ``-1 - find(digest)``), then forget the oldest times
         when over the limit and its slack."""
         self.sorted_digests.insert(at, digest)
@@ -170,22 +197,24 @@ class IdMemory:
         if not times or times[-1] <= ts:  # the common case: the newest event
             times.append(ts)
             self.digest.append(digest)
+            self.scenario.append(scenario)
             self.fp.append(fp)
         else:
             at = bisect.bisect_right(times, ts)
             times.insert(at, ts)
             self.digest.insert(at, digest)
+            self.scenario.insert(at, scenario)
             self.fp.insert(at, fp)
         if len(times) > self.limit + self.slack:
             self._forget_oldest(len(times) - self.limit)
 
     def _forget_oldest(self, n: int) -> None:
         """Forget the ``n`` entries with the oldest times."""
+        self._raise_forgotten(self.ts[:n], self.scenario[:n])
         gone = np.sort(np.frombuffer(self.digest, dtype=np.uint64)[:n])
-        self.forgotten_ms = max(self.forgotten_ms, self.ts[n - 1])
         if self.unknown:
             self.unknown.difference_update(self.digest[:n])
-        del self.ts[:n], self.digest[:n], self.fp[:n]
+        del self.ts[:n], self.digest[:n], self.scenario[:n], self.fp[:n]
         digests = np.frombuffer(self.sorted_digests, dtype=np.uint64)
         keep = np.ones(len(digests), dtype=bool)
         keep[np.searchsorted(digests, gone)] = False
@@ -193,16 +222,27 @@ class IdMemory:
         del digests
         self.sorted_digests = array("Q", kept)
 
-    def restore(self, digest: array, ts: array, fp: array, unknown: set[int]) -> None:
+    def _raise_forgotten(self, ts: array, scenario: bytes | bytearray) -> None:
+        """Count the times of forgotten entries into ``forgotten_ms``, per scenario."""
+        times = np.frombuffer(ts, dtype=np.int64)
+        scenarios = np.frombuffer(scenario, dtype=np.uint8)
+        for s in range(len(self.forgotten_ms)):
+            mine = times[(scenarios == s) | (scenarios == ANY_SCENARIO)]
+            if mine.size:
+                self.forgotten_ms[s] = max(self.forgotten_ms[s], int(mine.max()))
+
+    def restore(self, digest: array, ts: array, scenario: bytearray, fp: array, unknown: set[int]) -> None:
         """Replace the contents with entries in time order, forgetting the oldest as ``add`` would.
-        Raises ``ValueError`` on columns of unequal length or a repeated digest."""
-        if not len(digest) == len(ts) == len(fp):
+        Raises ``ValueError`` on columns of unequal length, an unknown scenario or a repeated digest."""
+        if not len(digest) == len(ts) == len(scenario) == len(fp):
             raise ValueError("id memory columns of unequal length")
+        if scenario.translate(None, bytes([*range(len(self.forgotten_ms)), ANY_SCENARIO])):
+            raise ValueError("id memory scenario index out of range")
         extra = len(digest) - self.limit
         if extra > self.slack:  # the rule of ``add``, e.g. a smaller memory than the state's
-            self.forgotten_ms = max(self.forgotten_ms, ts[extra - 1])
-            digest, ts, fp = digest[extra:], ts[extra:], fp[extra:]
-        self.digest, self.ts, self.fp = digest, ts, fp
+            self._raise_forgotten(ts[:extra], scenario[:extra])
+            digest, ts, scenario, fp = digest[extra:], ts[extra:], scenario[extra:], fp[extra:]
+        self.digest, self.ts, self.scenario, self.fp = digest, ts, bytearray(scenario), fp
         in_order = np.sort(np.frombuffer(digest, dtype=np.uint64))
         if len(in_order) > 1 and not bool(np.all(in_order[1:] != in_order[:-1])):
             raise ValueError("repeated event-id digest in the id memory")

@@ -13,7 +13,17 @@ import msgspec
 import numpy as np
 import xxhash
 
-from state.columns import EventColumns, IdMemory, column_bytes, column_from_bytes, pack_times, unpack_times
+from state.columns import (
+    ANY_SCENARIO,
+    EventColumns,
+    IdMemory,
+    column_bytes,
+    column_from_bytes,
+    pack_dwell,
+    pack_times,
+    unpack_dwell,
+    unpack_times,
+)
 from state.config import StateConfig
 from state.errors import InvalidInputError, StateFormatError
 from state.records import ACTIONS, SCENARIOS, Behavior
@@ -95,12 +105,13 @@ class _StoredState(msgspec.Struct):
     t: tuple[list[int], str, bytes]  # their times: columns.pack_times
     d: bytes  # their event-id digests, uint64 LE
     a: bytes  # actions of the buffered events, uint8 index into ACTIONS
-    dw: bytes  # dwell_ms of the buffered events, uint32 LE
+    dw: tuple[str, bytes]  # dwell_ms of the buffered events: columns.pack_dwell
     i: list[str | None]  # item ids of the buffered events
     x: list[str | None]  # texts of the buffered events
+    c: bytes  # scenario index of each remembered id, uint8 (255: unknown, read from format 1 or 2)
     p: bytes  # content fingerprints of the remembered ids, uint32 LE
     k: list[int]  # remembered digests whose content is unknown (read from format 1)
-    fm: int
+    fm: list[int]  # per scenario: the newest time the id memory forgot
     o: dict[str, int]
 
 
@@ -130,8 +141,10 @@ class UserSequence:
     - **Producer duplicates** (same ``event_id`` sent twice) are caught by a memory of the
       ``recent_ids_capacity`` newest applied ids, with a fingerprint of each event's content: the
       same id with other content is a ``CONFLICT``. The memory forgets the oldest event *times*
-      first; an unbuffered event not newer than the newest forgotten time is ``STALE`` (it may be
-      a forgotten duplicate), so re-sent old ids never push real ids out.
+      first; an unbuffered event not newer than the newest forgotten time *of its scenario* is
+      ``STALE`` (it may be a forgotten duplicate), so re-sent old ids never push real ids out.
+      Per scenario, because a lagging scenario topic (a catch-up) must not find its new events
+      older than ids another scenario pushed out of the memory.
 
     Ids are kept as 64-bit digests (``event_digest``), events as flat columns (``EventColumns``):
     ``behaviors()`` rebuilds ``Behavior`` objects whose ``event_id`` is ``event_key(event_id)``.
@@ -154,7 +167,7 @@ class UserSequence:
         self.watermark_ms = 0
         self._scenario_watermark_ms: dict[str, int] = {}
         self._buffers: dict[str, EventColumns] = {s: EventColumns() for s in SCENARIOS}
-        self._memory = IdMemory(self.config.recent_ids_capacity)
+        self._memory = IdMemory(self.config.recent_ids_capacity, len(SCENARIOS))
         self._applied_offsets: dict[str, int] = {}  # source -> highest applied offset
 
     def approx_bytes(self) -> int:
@@ -204,12 +217,15 @@ class UserSequence:
         digest = event_digest(behavior.event_id)
         memory = self._memory
         at = memory.find(digest)
-        if at >= 0 or ts_ms <= memory.forgotten_ms or (not memory.limit and self._buffered(digest)):
+        scenario_index = _SCENARIO_INDEX[scenario]
+        if at >= 0 or ts_ms <= memory.forgotten_ms[scenario_index] or (
+            not memory.limit and self._buffered(digest)
+        ):
             return self._seen_verdict(behavior, digest)
         if ts_ms < scenario_watermark_ms - self._lateness_ms:
             return _TOO_LATE
         if memory.limit:
-            memory.add(digest, ts_ms, fingerprint(behavior), -1 - at)
+            memory.add(digest, ts_ms, scenario_index, fingerprint(behavior), -1 - at)
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
         if ts_ms > scenario_watermark_ms:
@@ -237,7 +253,7 @@ class UserSequence:
             return _DUPLICATE if same else _CONFLICT
         if self._buffered(digest):
             return _DUPLICATE
-        return _STALE  # older than the newest forgotten time: maybe a forgotten duplicate
+        return _STALE  # older than its scenario's newest forgotten time: maybe a forgotten duplicate
 
     def bump_version(self) -> int:
         """Raise the version by one (the publisher path does this) and return the new value."""
@@ -307,12 +323,13 @@ class UserSequence:
             "t": pack_times([*(b.ts for b in buffers), memory.ts]),
             "d": b"".join([*(column_bytes(b.digest) for b in buffers), column_bytes(memory.digest)]),
             "a": b"".join(b.action for b in buffers),
-            "dw": b"".join(column_bytes(b.dwell) for b in buffers),
+            "dw": pack_dwell([b.dwell for b in buffers]),
             "i": [*buffers[0].item, *buffers[1].item, *buffers[2].item],
             "x": [*buffers[0].text, *buffers[1].text, *buffers[2].text],
+            "c": bytes(memory.scenario),
             "p": column_bytes(memory.fp),
             "k": sorted(memory.unknown),
-            "fm": memory.forgotten_ms,
+            "fm": memory.forgotten_ms,  # per scenario
             "o": self._applied_offsets,
         }
         return msgpack.packb(doc, use_bin_type=True)
@@ -355,7 +372,7 @@ class UserSequence:
             raise ValueError(f"{len(counts)} counts for {len(SCENARIOS)} buffers and the id memory")
         times = unpack_times(state.t, counts)
         digests = column_from_bytes("Q", state.d)
-        dwells = column_from_bytes("I", state.dw)
+        dwells = unpack_dwell(state.dw)
         n = sum(counts[:-1])
         if len(digests) != n + counts[-1] or not len(state.a) == len(dwells) == len(state.i) == len(state.x) == n:
             raise ValueError("event columns of unequal length")
@@ -371,8 +388,10 @@ class UserSequence:
             buffer.keep_newest(seq.config.capacity(scenario))
             start = end
         seq._applied_offsets = state.o
-        seq._memory.forgotten_ms = state.fm
-        seq._memory.restore(digests[n:], times[-1], column_from_bytes("I", state.p), set(state.k))
+        if len(state.fm) != len(SCENARIOS):
+            raise ValueError(f"{len(state.fm)} forgotten times for {len(SCENARIOS)} scenarios")
+        seq._memory.forgotten_ms = list(state.fm)
+        seq._memory.restore(digests[n:], times[-1], bytearray(state.c), column_from_bytes("I", state.p), set(state.k))
         return seq
 
     @classmethod
@@ -388,7 +407,7 @@ class UserSequence:
         for scenario, buffer in seq._buffers.items():
             buffer.keep_newest(seq.config.capacity(scenario))
         seq._applied_offsets = {str(k): int(v) for k, v in doc.get("o", {}).items()}
-        seq._memory.forgotten_ms = int(doc.get("fm", -1))
+        seq._memory.forgotten_ms = [int(doc.get("fm", -1))] * len(SCENARIOS)  # kept for all scenarios
         seq._memory.restore(*_read_ids(doc))
         return seq
 
@@ -410,9 +429,9 @@ def _read_rows(buffer: EventColumns, rows: list[Any], scenario: str, user_id: st
         buffer.insert(b.ts_ms, event_digest(b.event_id), _ACTION_INDEX[b.action], b.dwell_ms, b.item_id, b.text)
 
 
-def _read_ids(doc: dict[str, Any]) -> tuple[array, array, array, set[int]]:
-    """The id memory of a format 1 or 2 state: digest, time and fingerprint columns in time order,
-    and the digests whose content is unknown (all of format 1's: it kept ids only)."""
+def _read_ids(doc: dict[str, Any]) -> tuple[array, array, bytearray, array, set[int]]:
+    """The id memory of a format 1 or 2 state: digest, time, scenario (unknown) and fingerprint
+    columns in time order, and the digests whose content is unknown (all of format 1's)."""
     if doc["f"] == 1:
         rows = [(event_digest(str(event_id)), -1, 0) for event_id in doc["r"]]
     else:
@@ -420,4 +439,4 @@ def _read_ids(doc: dict[str, Any]) -> tuple[array, array, array, set[int]]:
     rows.sort(key=lambda row: row[1])
     unknown = {r[0] for r in rows} if doc["f"] == 1 else set()
     return (array("Q", [r[0] for r in rows]), array("q", [r[1] for r in rows]),
-            array("I", [r[2] for r in rows]), unknown)
+            bytearray([ANY_SCENARIO]) * len(rows), array("I", [r[2] for r in rows]), unknown)

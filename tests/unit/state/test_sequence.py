@@ -197,6 +197,22 @@ def test_a_sequence_reloaded_at_any_point_decides_exactly_as_one_never_stored() 
     assert reloaded.to_bytes() == live.to_bytes()
 
 
+def test_a_lagging_scenario_topic_is_not_stale_behind_ids_another_scenario_pushed_out() -> None:
+    """A catch-up reads feed far ahead of ads: feed ids push the older ones out of the memory,
+    and the ads events that follow (never seen, older than that feed) must still be applied."""
+    config = StateConfig(buffer_capacity={"feed": 4, "search": 4, "ads": 4}, recent_ids_capacity=16)
+    seq = UserSequence("u1", config)
+    for i in range(12):
+        seq.apply(ev(f"a{i}", 1000 + i, "ads"), "ads/0", i)
+    for i in range(64):
+        seq.apply(ev(f"f{i}", 5000 + i, "feed"), "feed/0", i)
+    assert seq._memory.forgotten_ms[SCENARIOS.index("ads")] == 1011  # every ads id was forgotten
+    caught_up = [seq.apply(ev(f"a{i}", 1000 + i, "ads"), "ads/0", i) for i in range(12, 20)]
+    assert caught_up == [ApplyResult.ADDED] * 8
+    assert seq.apply(ev("a3", 1003, "ads"), "ads/0", 40) is ApplyResult.STALE  # a re-send of a forgotten one
+    assert UserSequence.from_bytes(seq.to_bytes(), config).apply(ev("a5", 1005, "ads")) is ApplyResult.STALE
+
+
 def test_an_unknown_action_or_a_dwell_time_outside_uint32_is_rejected() -> None:
     with pytest.raises(InvalidInputError, match="unknown action"):
         UserSequence("u1").apply(ev("e", 1, action="teleport"))
@@ -219,7 +235,7 @@ def test_bytes_round_trip_keeps_everything_including_dedupe_memory() -> None:
     config = StateConfig(buffer_capacity={"feed": 2, "search": 4, "ads": 4})
     seq = UserSequence("u1", config)
     seq.apply(ev("f1", 10, item_id="i1", dwell_ms=1500))
-    seq.apply(ev("f2", 20))
+    seq.apply(ev("f2", 20, dwell_ms=86_400_000))  # a day: wider than 16 bits
     seq.apply(ev("f3", 20))
     seq.apply(ev("s1", 15, "search", action="query", text="tea pot ünïcode"))
     seq.apply(ev("a1", 25, "ads", action="impression", item_id="ad7"))
@@ -292,7 +308,8 @@ Q = (0).to_bytes(8, "little")  # one int64 zero
     lambda d: d["t"].__setitem__(2, d["t"][2][:4]),  # fewer times than events
     lambda d: d.__setitem__("a", b"\x00"),  # fewer actions than events
     lambda d: d.__setitem__("a", b"\x63\x63"),  # an action index out of range
-    lambda d: d.__setitem__("dw", b"\x00"),  # a dwell column of a partial value
+    lambda d: d["dw"].__setitem__(1, b"\x00"),  # a dwell column of a partial value
+    lambda d: d["dw"].__setitem__(0, "Q"),  # an unknown dwell width
     lambda d: d.__setitem__("i", [1, 2]),  # an item that is not a string
     lambda d: d.__setitem__("t", [[20, 0, 0, 10], "q", Q + (-10).to_bytes(8, "little", signed=True) + Q + Q]),
     lambda d: d.__setitem__("n", [3, 0, 0, 1]),  # counts that do not match the columns
