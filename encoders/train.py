@@ -21,7 +21,10 @@ from encoders.features import MixingPolicyProtocol, SequenceInput, TextFn, build
 from encoders.items import cooccurrence_table
 from encoders.model import InterestModel
 
-__all__ = ["CHECKPOINT_NAME", "Sample", "info_nce", "load_checkpoint", "make_samples", "sample_context", "train"]
+__all__ = [
+    "CHECKPOINT_NAME", "Sample", "info_nce", "length_batches", "load_checkpoint", "make_samples", "sample_context",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "model.pt"
@@ -47,6 +50,25 @@ def make_samples(dataset: EventDataset, cfg: TrainConfig, rng: np.random.Generat
                 samples.append((u, int(p), -1))
     rng.shuffle(samples)
     return samples
+
+
+def length_batches(
+    samples: list[Sample], batch_size: int, rng: np.random.Generator, pool: int = 32
+) -> list[list[Sample]]:
+    """Batches of samples with similar context lengths, in random order.
+
+    ``build_inputs`` pads a batch to its longest context; on long-tailed histories a random
+    batch almost always holds one long user. Each run of ``pool`` batches (samples already
+    shuffled) is sorted by context length before it is cut, so batches stay random draws of
+    the data but pad little.
+    """
+    batches: list[list[Sample]] = []
+    span = batch_size * pool
+    for start in range(0, len(samples), span):
+        chunk = sorted(samples[start : start + span], key=lambda s: s[1])  # s[1]: context events
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
 
 
 def sample_context(
@@ -183,10 +205,10 @@ def train(
         losses = []
         t0 = time.perf_counter()
         bar = tqdm(
-            range(0, len(samples), config.batch_size), disable=not config.progress, desc=f"epoch {epoch}", leave=False
+            length_batches(samples, config.batch_size, rng), disable=not config.progress, desc=f"epoch {epoch}",
+            leave=False,
         )
-        for start in bar:
-            batch = samples[start : start + config.batch_size]
+        for batch in bar:
             targets = _targets(dataset, rows, batch, config)
             if not targets.any():
                 continue
@@ -223,7 +245,11 @@ def train(
         if eval_fn is None or score > best:
             best, best_epoch = score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        elif config.patience is not None and epoch - best_epoch >= config.patience:
+        elif (
+            config.patience is not None
+            and epoch - best_epoch >= config.patience
+            and (epoch - best_epoch) * steps_per_epoch >= config.patience_steps
+        ):
             logger.info("early stop epoch=%d best_epoch=%d", epoch, best_epoch)
             break
         elif config.lr_decay_on_plateau is not None:

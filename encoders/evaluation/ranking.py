@@ -67,12 +67,27 @@ class ModelScorer:
         self._vectors: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
-    def interests(self, contexts: Sequence[UserHistory]) -> torch.Tensor:
-        """``[N, S, Q, D]`` for the contexts (each mixed by the policy, as in serving)."""
+    def interests(self, contexts: Sequence[UserHistory], chunk: int = 128) -> torch.Tensor:
+        """``[N, S, Q, D]`` for the contexts (each mixed by the policy, as in serving).
+
+        Contexts run in chunks of similar length (a batch is padded to its longest), then go
+        back to their order.
+        """
         device = next(self.model.parameters()).device
         seqs = [h.context(len(h), self.policy, self.input_scenarios) for h in contexts]
-        inputs = build_inputs(seqs, self.dataset.index, self.model.cfg, self.text_fn)
-        return self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
+        order = np.argsort([len(s) for s in seqs], kind="stable")
+        parts = []
+        for start in range(0, len(order), chunk):
+            part = [seqs[i] for i in order[start : start + chunk]]
+            inputs = build_inputs(part, self.dataset.index, self.model.cfg, self.text_fn)
+            parts.append(self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()}))
+        if not parts:
+            cfg = self.model.cfg
+            return torch.zeros(0, len(cfg.scenarios), cfg.n_queries, cfg.dim, device=device)
+        done = torch.cat(parts)
+        out = torch.empty_like(done)
+        out[torch.from_numpy(order).to(device)] = done
+        return out
 
     @torch.no_grad()
     def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:

@@ -47,7 +47,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: EventD
     from encoders.train import train
 
     root = tmp_path_factory.mktemp("tiny")
-    cfg = TrainConfig(model=TINY, epochs=1, batch_size=32, n_negatives=64, progress=False, threads=1)
+    cfg = TrainConfig(model=TINY, epochs=1, min_steps=600, batch_size=32, n_negatives=64, progress=False, threads=1)
     ckpt = train(cfg, tiny_dataset, LastN(24), root)
     export(ckpt, root / "artifact")
     return root

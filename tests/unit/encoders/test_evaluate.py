@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from encoders.dataset import UserHistory
-from encoders.evaluation.ranking import EvalCases, evaluate_scorer, metrics_from_ranks
+from encoders.config import ModelConfig
+from encoders.dataset import EventDataset, UserHistory
+from encoders.evaluation.ranking import EvalCases, ModelScorer, evaluate_scorer, metrics_from_ranks
+from encoders.model import InterestModel
 
 
 def test_metrics_for_known_ranks() -> None:
@@ -40,3 +43,15 @@ def test_oracle_ranks_first_and_constant_scorer_ranks_at_random() -> None:
 
     flat = evaluate_scorer(Constant(), cases)
     assert flat["sampled"].max() <= 999 and 400 < flat["sampled"].mean() < 600
+
+
+def test_model_vectors_do_not_depend_on_how_contexts_are_chunked(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> None:
+    torch.manual_seed(0)
+    scorer = ModelScorer(InterestModel(tiny_config.with_(n_items=tiny_dataset.n_items)), tiny_dataset, policy)
+    contexts = [h.prefix(n) for h in tiny_dataset.histories for n in (0, 1, len(h) // 2, len(h))]
+    one_batch = scorer.interests(contexts, chunk=len(contexts))
+    by_length = scorer.interests(contexts, chunk=3)
+    assert torch.allclose(one_batch, by_length, atol=1e-5)
+    assert scorer.interests([]).shape == (0, *one_batch.shape[1:])

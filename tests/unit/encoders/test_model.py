@@ -13,7 +13,7 @@ from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import build_inputs
 from encoders.model import InterestModel
-from encoders.train import _targets, info_nce, make_samples, sample_context, train
+from encoders.train import _targets, info_nce, length_batches, make_samples, sample_context, train
 
 
 def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(
@@ -108,6 +108,19 @@ def test_plain_samples_keep_the_next_events_as_targets(tiny_dataset: EventDatase
         assert t[s, 0] == (later[0] if later else 0)
 
 
+def test_length_batches_keep_every_sample_once_and_pad_less_than_random_batches() -> None:
+    rng = np.random.default_rng(0)
+    samples = [(u, int(n), -1) for u, n in enumerate(rng.zipf(1.5, 5000).clip(1, 128))]
+    batches = length_batches(samples, 64, np.random.default_rng(1), pool=8)
+    assert sorted(s for b in batches for s in b) == sorted(samples)
+    assert all(0 < len(b) <= 64 for b in batches)
+    padded = sum(len(b) * max(s[1] for s in b) for b in batches)
+    random_padded = sum(64 * max(s[1] for s in samples[i : i + 64]) for i in range(0, len(samples), 64))
+    assert padded < 0.5 * random_padded
+    longest = [max(s[1] for s in b) for b in batches]
+    assert longest != sorted(longest)  # the batch order is shuffled, not sorted by length
+
+
 def test_a_holdout_fraction_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="holdout_fraction"):
         TrainConfig(holdout_fraction=1.5)
@@ -127,3 +140,17 @@ def test_the_learning_rate_drops_after_each_epoch_without_a_new_best(
 
     decayed, plain = rates(0.5), rates(None)  # the cosine schedule reaches 0 at the last epoch's end
     assert np.allclose(np.array(decayed[:4]) / np.array(plain[:4]), [1.0, 1.0, 0.5, 0.25])
+
+
+def test_early_stopping_waits_for_both_patience_epochs_and_patience_steps(
+    tmp_path: Path, tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> None:
+    def epochs_run(patience_steps: int) -> int:
+        scores = iter([1.0, 0.5, 0.5, 0.5, 0.5])  # epoch 0 is the best; none after it
+        cfg = TrainConfig(model=tiny_config, epochs=5, min_steps=0, batch_size=32, n_negatives=64, progress=False,
+                          threads=1, patience=1, patience_steps=patience_steps)
+        ckpt = train(cfg, tiny_dataset, policy, tmp_path / str(patience_steps), eval_fn=lambda _: next(scores))
+        return len(torch.load(ckpt, weights_only=False)["history"])
+
+    assert epochs_run(0) == 2  # one epoch without a new best
+    assert epochs_run(10**6) == 5  # never enough steps: every epoch runs

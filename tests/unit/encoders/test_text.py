@@ -28,7 +28,8 @@ def text_artifact(
     export_text_encoder(root / "minilm")
     text = TextEncoder.load(root / "minilm")
     cfg = TrainConfig(
-        model=tiny_config.with_(use_text=True), epochs=1, batch_size=32, n_negatives=64, progress=False, threads=1
+        model=tiny_config.with_(use_text=True), epochs=1, min_steps=600, batch_size=32, n_negatives=64, progress=False,
+        threads=1,
     )
     export(train(cfg, tiny_dataset, policy, root, text_fn=text.encode), root / "artifact")
     return root
