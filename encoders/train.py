@@ -72,13 +72,22 @@ def length_batches(
 
 
 def sample_context(
-    dataset: EventDataset, sample: Sample, policy: MixingPolicyProtocol | None, scenarios: tuple[int, ...] | None
+    dataset: EventDataset,
+    sample: Sample,
+    policy: MixingPolicyProtocol | None,
+    scenarios: tuple[int, ...] | None,
+    own_view: float = 0.0,
+    rng: np.random.Generator | None = None,
 ) -> SequenceInput:
-    """The model input of one sample: events before the cut, minus the held-out one."""
+    """The model input of one sample: events before the cut, minus the held-out one; with
+    probability ``own_view`` a held-out sample keeps only the events of its own scenario."""
     u, p, held = sample
     h = dataset.histories[u]
     if held >= 0:
-        return h.without([held]).context(p - 1, policy, scenarios)
+        if own_view and rng is not None and rng.random() < own_view:
+            own = int(h.scenario_idx[held])
+            scenarios = (own,) if scenarios is None or own in scenarios else scenarios
+        h, p = h.without([held]), p - 1
     return h.context(p, policy, scenarios)
 
 
@@ -212,7 +221,10 @@ def train(
             targets = _targets(dataset, rows, batch, config)
             if not targets.any():
                 continue
-            seqs = [sample_context(dataset, sample, policy, config.input_scenarios) for sample in batch]
+            seqs = [
+                sample_context(dataset, sample, policy, config.input_scenarios, config.own_view, rng)
+                for sample in batch
+            ]
             inputs = _to_device(build_inputs(seqs, dataset.index, cfg, cached_text_fn), device)
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
             loss = info_nce(

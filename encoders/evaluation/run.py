@@ -83,10 +83,14 @@ def _score(name: str, scorer: ScorerProtocol, cases: Sequence[EvalCases], split:
         logger.info("method=%s scenario=%s NDCG@10=%.4f HR@10=%.4f", name, label, r["NDCG@10"], r["HR@10"])
 
 
-def _mean_val_ndcg(scorer: ScorerProtocol, cases: Sequence[EvalCases], cfg: EvaluationConfig) -> float:
-    return float(np.mean([
+def _val_ndcg(scorer: ScorerProtocol, cases: Sequence[EvalCases], cfg: EvaluationConfig) -> list[float]:
+    return [
         metrics_from_ranks(evaluate_scorer(scorer, c, min(cfg.n_negatives, len(c.columns) - 1),
-                                           seed=cfg.seed + 1)["sampled"])["NDCG@10"] for c in cases]))
+                                           seed=cfg.seed + 1)["sampled"])["NDCG@10"] for c in cases]
+
+
+def _mean_val_ndcg(scorer: ScorerProtocol, cases: Sequence[EvalCases], cfg: EvaluationConfig) -> float:
+    return float(np.mean(_val_ndcg(scorer, cases, cfg)))
 
 
 def _tuned_knn(split: Split, cfg: EvaluationConfig, wrap) -> ScorerProtocol:  # noqa: ANN001
@@ -101,7 +105,10 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
                  scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path,  # noqa: ANN001
                  text_fn: TextFn | None = None) -> InterestModel:
     def eval_fn(model: InterestModel) -> float:
-        return _mean_val_ndcg(wrap(ModelScorer(model, split.dataset, policy, scenarios, text_fn=text_fn)), val, cfg)
+        per_scenario = _val_ndcg(wrap(ModelScorer(model, split.dataset, policy, scenarios, text_fn=text_fn)), val, cfg)
+        logger.info("validation NDCG@10 per scenario %s", " ".join(
+            f"{split.scenario_names[c.scenario]}={v:.4f}" for c, v in zip(val, per_scenario, strict=True)))
+        return float(np.mean(per_scenario))
 
     model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn))
     return model

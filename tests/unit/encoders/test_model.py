@@ -121,6 +121,25 @@ def test_length_batches_keep_every_sample_once_and_pad_less_than_random_batches(
     assert longest != sorted(longest)  # the batch order is shuffled, not sorted by length
 
 
+def test_an_own_view_sample_keeps_only_the_held_out_events_scenario(tiny_dataset: EventDataset) -> None:
+    rng = np.random.default_rng(0)
+    u = next(u for u, h in enumerate(tiny_dataset.histories) if len(set(h.scenario_idx.tolist())) > 1)
+    h = tiny_dataset.histories[u]
+    held = len(h) - 1
+    own = int(h.scenario_idx[held])
+    ctx = sample_context(tiny_dataset, (u, len(h), held), None, None, rng=rng, own_view=1.0)
+    assert ctx.item_ids == [i for j, i in enumerate(h.item_ids[:held]) if h.scenario_idx[j] == own]
+    full = sample_context(tiny_dataset, (u, len(h), held), None, None, rng=rng, own_view=0.0)
+    assert len(full.item_ids) == len(h) - 1
+    cut = sample_context(tiny_dataset, (u, held, -1), None, None, rng=rng, own_view=1.0)
+    assert cut.item_ids == h.item_ids[:held]  # a plain cut has targets in every scenario: kept whole
+
+
+def test_an_own_view_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match="own_view"):
+        TrainConfig(own_view=1.5)
+
+
 def test_a_holdout_fraction_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="holdout_fraction"):
         TrainConfig(holdout_fraction=1.5)
