@@ -56,6 +56,10 @@ class ModelConfig:
     #: next-buy NDCG@10 from 0.56 to 0.86 (users re-buy what they clicked), tied on synthetic
     #: data and was mixed on Amazon (docs/model.md).
     item_pool: bool = True
+    #: scenarios whose query vectors read only that scenario's events (the *own view*); the
+    #: others read every scenario. Chosen per scenario on validation users by ``evaluate``
+    #: (on Amazon, Kitchen items in the context made the Food vectors memorise training users).
+    own_view_scenarios: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -64,6 +68,9 @@ class ModelConfig:
             raise ConfigError("n_queries, dim, max_len and scenarios must be positive")
         if self.n_items < 2:
             raise ConfigError("n_items counts the padding and unknown rows, so it is >= 2")
+        unknown = sorted(set(self.own_view_scenarios) - set(self.scenarios))
+        if unknown:
+            raise ConfigError(f"own_view_scenarios {unknown} are not among the scenarios {list(self.scenarios)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -108,9 +115,10 @@ class TrainConfig:
     target_window_ms: int | None = None
     holdout_fraction: float = 0.5  # share of samples whose target is a random event, context = the rest
     n_negatives: int = 4096  # sampled (uniform over the vocabulary) besides in-batch ones
-    #: share of held-out samples whose context keeps only the held-out event's own scenario: the
-    #: other scenarios' events let the model memorise its training users (on Amazon the Food
-    #: validation curve peaked at epoch 2 with them, and was still rising at epoch 7 without)
+    #: share of held-out samples trained in the own view (the model attends only to the held-out
+    #: event's scenario; see ``InterestModel``): the other scenarios' events let the model
+    #: memorise its training users (on Amazon the Food validation curve peaked at epoch 2 with
+    #: them, and was still rising at epoch 7 without), and serving may give a scenario that view
     own_view: float = 0.5
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
     #: with an eval_fn: stop after this many epochs, and at least ``patience_steps`` optimizer

@@ -28,7 +28,8 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        """``attn_bias``: ``[B, 1, 1 or T, T]`` additive attention bias (0 or -1e4)."""
         b, t, c = x.shape
         h = self.n_heads
         q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
@@ -37,7 +38,7 @@ class Block(nn.Module):
         v = v.reshape(b, t, h, c // h).transpose(1, 2)
         # Fused attention (no dropout on the attention weights: on CPU it cost 5x the attention
         # itself); dropout stays on the residual branches.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias[:, None, None, :].to(q.dtype))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
         return x + self.drop(self.mlp(self.ln2(x)))
 
@@ -47,6 +48,12 @@ class InterestModel(nn.Module):
 
     Items live in the same space: ``item_vectors(idx)`` passes the item token content through
     the shared projection head used for the query outputs.
+
+    Two views of a sequence: in the *all* view every token attends to every event; in the *own*
+    view each event and each scenario's queries attend only to events of their own scenario
+    (recency ranks counted within it), as if the sequence held that scenario alone. Training
+    passes ``own_view`` per row; serving gives the scenarios in ``cfg.own_view_scenarios`` the
+    own view and the others the all view, both in one graph.
     """
 
     def __init__(self, cfg: ModelConfig, content: torch.Tensor | None = None) -> None:
@@ -88,6 +95,14 @@ class InterestModel(nn.Module):
         self.head = nn.Linear(d, cfg.dim)
         self.log_tau = nn.Parameter(torch.tensor(0.0))
         self.drop = nn.Dropout(cfg.dropout)
+        own = torch.tensor([s in cfg.own_view_scenarios for s in cfg.scenarios])
+        self.register_buffer("own_scenarios", own, persistent=False)
+
+    def with_own_views(self, scenarios: tuple[str, ...]) -> InterestModel:
+        """The same weights, serving ``scenarios`` in the own view (a new model, eval mode)."""
+        model = InterestModel(self.cfg.with_(own_view_scenarios=scenarios))
+        model.load_state_dict(self.state_dict())
+        return model.to(self.log_tau.device).eval()
 
     def item_content(self, item_idx: torch.Tensor) -> torch.Tensor:
         """Token content of items: learned id row plus projected content row."""
@@ -110,6 +125,30 @@ class InterestModel(nn.Module):
         mask: torch.Tensor,
         text_vec: torch.Tensor | None = None,
         has_text: torch.Tensor | None = None,
+        own_view: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[B, S, Q, D]`` interest vectors. ``own_view`` (``[B]``, 1: the own view for every
+        scenario of that row); None: each scenario in the view ``cfg.own_view_scenarios`` says."""
+        inputs = (item_idx, scenario_idx, action_idx, gap_bucket, hour, mask, text_vec, has_text)
+        if own_view is not None or not self.cfg.own_view_scenarios:
+            return self._encode(*inputs, own_view=own_view)
+        b = item_idx.shape[0]
+        doubled = [None if t is None else torch.cat([t, t]) for t in inputs]
+        views = torch.cat([torch.zeros(b, dtype=mask.dtype, device=mask.device), torch.ones_like(mask[:, 0])])
+        both = self._encode(*doubled, own_view=views)
+        return torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
+
+    def _encode(
+        self,
+        item_idx: torch.Tensor,
+        scenario_idx: torch.Tensor,
+        action_idx: torch.Tensor,
+        gap_bucket: torch.Tensor,
+        hour: torch.Tensor,
+        mask: torch.Tensor,
+        text_vec: torch.Tensor | None,
+        has_text: torch.Tensor | None,
+        own_view: torch.Tensor | None,
     ) -> torch.Tensor:
         cfg = self.cfg
         x = self.item_content(item_idx) + self.scen_emb(scenario_idx) + self.action_emb(action_idx)
@@ -118,6 +157,8 @@ class InterestModel(nn.Module):
         if self.hour_emb is not None:
             x = x + self.hour_emb(hour)
         rank = self._recency_rank(mask)
+        if own_view is not None:
+            rank = torch.where(own_view[:, None] > 0, self._scenario_rank(scenario_idx, mask), rank)
         if self.rank_emb is not None:
             x = x + self.rank_emb(rank)
         if cfg.use_text and text_vec is not None and has_text is not None:
@@ -126,14 +167,37 @@ class InterestModel(nn.Module):
         q = (self.queries + self.scen_emb(self.query_scen)).unsqueeze(0).expand(b, -1, -1)
         x = self.drop(self.ln_in(torch.cat([x, q], dim=1)))
         keep = torch.cat([mask, torch.ones(b, q.shape[1], dtype=mask.dtype, device=mask.device)], 1)
-        key_bias = (1.0 - keep) * -1e4
+        if own_view is None:
+            allowed = keep[:, None, None, :]  # [B, 1, 1, L]
+        else:
+            tok_scen = torch.cat([scenario_idx, self.query_scen.unsqueeze(0).expand(b, -1)], 1)
+            allowed = keep[:, None, :] * self._view_mask(tok_scen, tok_scen, own_view)
+            allowed = allowed[:, None]  # [B, 1, L, L]
         for block in self.blocks:
-            x = block(x, key_bias)
+            x = block(x, (1.0 - allowed) * -1e4)
         h = self.ln_f(x[:, -q.shape[1]:, :])
         if self.pool_q is not None:
-            h = h + self._pool_items(h, item_idx, mask, rank)
+            h = h + self._pool_items(h, item_idx, scenario_idx, mask, rank, own_view)
         out = F.normalize(self.head(h), dim=-1)
         return out.reshape(b, len(cfg.scenarios), cfg.n_queries, cfg.dim)
+
+    @staticmethod
+    def _view_mask(rows: torch.Tensor, cols: torch.Tensor, own_view: torch.Tensor) -> torch.Tensor:
+        """``[B, R, C]`` 1 where row token may see column token: always in the all view, only
+        within the same scenario in the own view (``rows``/``cols``: scenario of each token)."""
+        same = (rows[:, :, None] == cols[:, None, :]).to(own_view.dtype)
+        own = own_view[:, None, None]
+        return own * same + (1.0 - own)
+
+    def _scenario_rank(self, scenario_idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` how many events of the same scenario are newer than each one (the recency
+        rank the own view sees)."""
+        n_scen = len(self.cfg.scenarios)
+        onehot = (scenario_idx[:, :, None] == torch.arange(n_scen, device=mask.device)).to(mask.dtype)
+        onehot = onehot * mask[:, :, None]
+        upto = onehot.cumsum(dim=1)
+        newer = (upto[:, -1:, :] - upto).gather(2, scenario_idx[:, :, None]).squeeze(2)
+        return newer.to(torch.int64).clamp(0, self.cfg.max_len - 1)
 
     def _recency_rank(self, mask: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` how many events of the sequence are newer than each one (0: the newest),
@@ -144,18 +208,22 @@ class InterestModel(nn.Module):
         return (n - 1 - pos).clamp(0, self.cfg.max_len - 1)
 
     def _pool_items(
-        self, h: torch.Tensor, item_idx: torch.Tensor, mask: torch.Tensor, rank: torch.Tensor
+        self, h: torch.Tensor, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
+        rank: torch.Tensor, own_view: torch.Tensor | None,
     ) -> torch.Tensor:
         """``[B, S*Q, d]``: per query, an attention-weighted mean of the context items' pre-head
-        representations ``ln_f(item_content)`` (the ones ``item_vectors`` sends through the head);
-        zero for a context without items."""
+        representations ``ln_f(item_content)`` (the ones ``item_vectors`` sends through the head)
+        it may see; zero for a query that sees no item."""
         z = self.ln_f(self.item_content(item_idx))  # [B, T, d]
-        has_item = mask * (item_idx > 0).to(mask.dtype)  # [B, T]
+        has_item = (mask * (item_idx > 0).to(mask.dtype))[:, None, :]  # [B, 1, T]
+        if own_view is not None:
+            query_scen = self.query_scen.unsqueeze(0).expand(h.shape[0], -1)
+            has_item = has_item * self._view_mask(query_scen, scenario_idx, own_view)  # [B, S*Q, T]
         att = (self.pool_q(h) @ z.transpose(1, 2)) * (1.0 / math.sqrt(z.shape[-1]))
-        att = att + (1.0 - has_item)[:, None, :] * -1e4
+        att = att + (1.0 - has_item) * -1e4
         if self.pool_rank is not None:
             att = att + self.pool_rank(rank).transpose(1, 2)
-        any_item = (has_item.sum(dim=1, keepdim=True) > 0).to(h.dtype)[:, :, None]  # [B, 1, 1]
+        any_item = (has_item.sum(dim=2, keepdim=True) > 0).to(h.dtype)  # [B, 1 or S*Q, 1]
         return (att.softmax(dim=-1) @ z) * any_item
 
     def temperature(self) -> torch.Tensor:

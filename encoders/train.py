@@ -22,8 +22,8 @@ from encoders.items import cooccurrence_table
 from encoders.model import InterestModel
 
 __all__ = [
-    "CHECKPOINT_NAME", "Sample", "info_nce", "length_batches", "load_checkpoint", "make_samples", "sample_context",
-    "train",
+    "CHECKPOINT_NAME", "Sample", "info_nce", "length_batches", "load_checkpoint", "make_samples", "own_view_draws",
+    "sample_context", "train",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,23 +72,21 @@ def length_batches(
 
 
 def sample_context(
-    dataset: EventDataset,
-    sample: Sample,
-    policy: MixingPolicyProtocol | None,
-    scenarios: tuple[int, ...] | None,
-    own_view: float = 0.0,
-    rng: np.random.Generator | None = None,
+    dataset: EventDataset, sample: Sample, policy: MixingPolicyProtocol | None, scenarios: tuple[int, ...] | None
 ) -> SequenceInput:
-    """The model input of one sample: events before the cut, minus the held-out one; with
-    probability ``own_view`` a held-out sample keeps only the events of its own scenario."""
+    """The model input of one sample: events before the cut, minus the held-out one."""
     u, p, held = sample
     h = dataset.histories[u]
     if held >= 0:
-        if own_view and rng is not None and rng.random() < own_view:
-            own = int(h.scenario_idx[held])
-            scenarios = (own,) if scenarios is None or own in scenarios else scenarios
         h, p = h.without([held]), p - 1
     return h.context(p, policy, scenarios)
+
+
+def own_view_draws(batch: list[Sample], share: float, rng: np.random.Generator) -> np.ndarray:
+    """``[B]`` 1.0 for the held-out samples that train in the own view (each with probability
+    ``share``), 0.0 for the rest; a plain cut has targets in every scenario, so it stays whole."""
+    held = np.array([s[2] >= 0 for s in batch])
+    return (held & (rng.random(len(batch)) < share)).astype(np.float32)
 
 
 def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample], cfg: TrainConfig) -> np.ndarray:
@@ -221,11 +219,9 @@ def train(
             targets = _targets(dataset, rows, batch, config)
             if not targets.any():
                 continue
-            seqs = [
-                sample_context(dataset, sample, policy, config.input_scenarios, config.own_view, rng)
-                for sample in batch
-            ]
+            seqs = [sample_context(dataset, sample, policy, config.input_scenarios) for sample in batch]
             inputs = _to_device(build_inputs(seqs, dataset.index, cfg, cached_text_fn), device)
+            inputs["own_view"] = torch.from_numpy(own_view_draws(batch, config.own_view, rng)).to(device)
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
             loss = info_nce(
                 model,

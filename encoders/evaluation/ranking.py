@@ -57,13 +57,18 @@ class EvalCases:
 
 
 class ModelScorer:
-    """Scores items by the best-matching query of the target scenario: ``max_q <u_q, v_i>``."""
+    """Scores items by the best-matching query of the target scenario: ``max_q <u_q, v_i>``.
+
+    ``own_view`` True/False puts every scenario in the own/all view; None serves each in the
+    view its model config names (as the exported graph does).
+    """
 
     def __init__(self, model: InterestModel, dataset: EventDataset, policy: MixingPolicyProtocol | None,
                  input_scenarios: Sequence[int] | None = None, batch_size: int = 512,
-                 text_fn: TextFn | None = None) -> None:
+                 text_fn: TextFn | None = None, own_view: bool | None = None) -> None:
         self.model, self.dataset, self.policy = model.eval(), dataset, policy
         self.input_scenarios, self.batch_size, self.text_fn = input_scenarios, batch_size, text_fn
+        self.own_view = own_view
         self._vectors: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -79,8 +84,11 @@ class ModelScorer:
         parts = []
         for start in range(0, len(order), chunk):
             part = [seqs[i] for i in order[start : start + chunk]]
-            inputs = build_inputs(part, self.dataset.index, self.model.cfg, self.text_fn)
-            parts.append(self.model(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()}))
+            inputs = {k: torch.from_numpy(v).to(device)
+                      for k, v in build_inputs(part, self.dataset.index, self.model.cfg, self.text_fn).items()}
+            if self.own_view is not None:
+                inputs["own_view"] = torch.full((len(part),), float(self.own_view), device=device)
+            parts.append(self.model(**inputs))
         if not parts:
             cfg = self.model.cfg
             return torch.zeros(0, len(cfg.scenarios), cfg.n_queries, cfg.dim, device=device)

@@ -23,7 +23,7 @@ from encoders.items import title_table
 from encoders.model import InterestModel
 from encoders.train import load_checkpoint, train
 
-__all__ = ["EvaluationConfig", "Results", "SeenMasked", "repeat_share", "run_evaluation"]
+__all__ = ["VIEWS_KEY", "EvaluationConfig", "Results", "SeenMasked", "repeat_share", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
 KNN_DECAYS = (0.5, 0.7, 0.8, 0.9, 1.0)  # recency weights tried for kNN on the validation users
@@ -31,6 +31,7 @@ KNN_DECAYS = (0.5, 0.7, 0.8, 0.9, 1.0)  # recency weights tried for kNN on the v
 #: target, so every scorer ranks them last (MovieLens: nobody rates a movie twice).
 REPEAT_SHARE_TO_MASK = 0.01
 Results = dict[str, dict[str, dict[str, float]]]  # method -> "<scenario> <slice>" -> metric -> value
+VIEWS_KEY = "views (validation NDCG@10)"  # results entry: each scenario's view scores and choice
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,34 @@ def _tuned_knn(split: Split, cfg: EvaluationConfig, wrap) -> ScorerProtocol:  # 
 
 def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, policy: MixingPolicyProtocol | None,
                  scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path,  # noqa: ANN001
-                 text_fn: TextFn | None = None) -> InterestModel:
+                 text_fn: TextFn | None = None, results: Results | None = None) -> InterestModel:
+    """Train with the epoch chosen on ``val``. With ``results`` (a model reading several
+    scenarios) each scenario's view is chosen too: the own view where it scores higher on
+    ``val``, each epoch scored by its scenarios' better views; the choice goes into ``results``."""
+    views = (False, True) if results is not None else (False,)
+
+    def per_view(model: InterestModel) -> np.ndarray:
+        """``[views, scenarios]`` validation NDCG@10."""
+        return np.array([_val_ndcg(wrap(ModelScorer(model, split.dataset, policy, scenarios, text_fn=text_fn,
+                                                    own_view=own)), val, cfg) for own in views])
+
     def eval_fn(model: InterestModel) -> float:
-        per_scenario = _val_ndcg(wrap(ModelScorer(model, split.dataset, policy, scenarios, text_fn=text_fn)), val, cfg)
-        logger.info("validation NDCG@10 per scenario %s", " ".join(
-            f"{split.scenario_names[c.scenario]}={v:.4f}" for c, v in zip(val, per_scenario, strict=True)))
-        return float(np.mean(per_scenario))
+        scores = per_view(model)
+        for own, row in zip(views, scores, strict=True):
+            logger.info("validation NDCG@10 per scenario (%s view) %s", "own" if own else "all", " ".join(
+                f"{split.scenario_names[c.scenario]}={v:.4f}" for c, v in zip(val, row, strict=True)))
+        return float(scores.max(axis=0).mean())
 
     model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn))
-    return model
+    if results is None:
+        return model
+    scores = per_view(model)
+    own = tuple(model.cfg.scenarios[c.scenario] for c, a, o in zip(val, *scores, strict=True) if o > a)
+    for c, a, o in zip(val, *scores, strict=True):
+        results.setdefault(VIEWS_KEY, {})[split.scenario_names[c.scenario]] = {
+            "all view": float(a), "own view": float(o), "own view chosen": float(o > a)}
+    logger.info("own-view scenarios chosen on validation users: %s", list(own))
+    return model.with_own_views(own)
 
 
 def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,
@@ -161,7 +181,8 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
     _score("co-occurrence kNN", _tuned_knn(split, cfg, wrap), split.test, split, cfg, results)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
-        model = _train_model(split, cfg, cfg.train, policy, None, split.val, wrap, work / "model", text_fn)
+        model = _train_model(split, cfg, cfg.train, policy, None, split.val, wrap, work / "model", text_fn,
+                             results if len(split.val) > 1 else None)
         _score("unistate", wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn)), split.test, split, cfg,
                results)
         _personalization(model, split, policy, results, planted_items, text_fn)
@@ -183,7 +204,8 @@ def run_quota_study(histories: list[UserHistory], scenario_names: tuple[str, ...
                     policies: Sequence[tuple[str, MixingPolicyProtocol]], target: int,
                     work_dir: Path | None = None) -> Results:
     """The same recipe trained and scored once per mixing policy, on one target scenario only
-    (RED-Rec's claim: quotas keep a rare scenario's share when the slot budget binds)."""
+    (RED-Rec's claim: quotas keep a rare scenario's share when the slot budget binds); served in
+    the all view, since which events the policy mixes in is what it compares."""
     split = split_events(histories, scenario_names, seed=cfg.seed, max_test_users=cfg.max_test_users,
                          content_dim=cfg.train.model.content_dim or 64)
     test = [c for c in split.test if c.scenario == target]

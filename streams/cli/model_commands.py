@@ -62,6 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from encoders.train import train
 
     cfg = _train_config(args)
+    cfg = replace(cfg, model=cfg.model.with_(own_view_scenarios=tuple(args.own_view)))
     text_fn = None
     histories = _histories(args)
     if histories is None:
@@ -156,15 +157,21 @@ def _budget_policies(budgets: tuple[int, ...] = QUOTA_STUDY_BUDGETS) -> list[tup
 
 
 def _report(results: dict, json_path: Path | None) -> int:
-    """Print one markdown table per slice ("sampled", "full"), then the personalization report."""
+    """Print one markdown table per slice ("sampled", "full"), the views chosen on validation
+    users, then the personalization report."""
     from encoders.evaluation.ranking import format_table
+    from encoders.evaluation.run import VIEWS_KEY
 
     reports = results.get("personalization (unistate)", {})
-    ranked = {m: r for m, r in results.items() if m != "personalization (unistate)"}
+    ranked = {m: r for m, r in results.items() if m not in ("personalization (unistate)", VIEWS_KEY)}
     for key in ("sampled", "full"):
         view = {m: {k: v for k, v in r.items() if k.endswith(" " + key)} for m, r in ranked.items()}
         print(f"\n### {key}\n")
         print(format_table(view, ("NDCG@10", "HR@10", "HR@100", "MRR")))
+    if VIEWS_KEY in results:
+        print("\n### views (unistate, validation users: NDCG@10; 1 = the own view serves)\n")
+        print(format_table({k: {"": v} for k, v in results[VIEWS_KEY].items()},
+                           ("all view", "own view", "own view chosen")))
     if reports:
         print("\n### personalization (unistate, test users)\n")
         print(format_table({k.removesuffix(" report"): {"": v} for k, v in reports.items()},
@@ -219,6 +226,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", choices=["synthetic"], default="synthetic", help="without --events/--dataset")
     p.add_argument("--users", type=int, default=300, help="synthetic users")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--own-view", nargs="*", default=[], choices=["feed", "search", "ads"], metavar="SCENARIO",
+                   help="serve these scenarios' vectors from their own events only (`evaluate` on your "
+                   "events chooses them on validation users: its 'views' table)")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_train))
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX + manifest for the worker")

@@ -52,6 +52,26 @@ def test_onnx_matches_torch_on_real_and_random_sequences(
         assert np.abs(out - ref).max() <= 1e-3
 
 
+def test_onnx_serves_own_view_scenarios_like_torch(
+    tiny_artifact: Path, tiny_dataset: EventDataset, policy: object, tmp_path: Path
+) -> None:
+    """A model whose search queries read the own view exports both views into one graph."""
+    from encoders.export import export
+
+    ckpt = torch.load(tiny_artifact / "model.pt", weights_only=False)
+    ckpt["model_config"]["own_view_scenarios"] = ["search"]
+    torch.save(ckpt, tmp_path / "model.pt")
+    export(tmp_path / "model.pt", tmp_path / "artifact")
+    encoder = InterestEncoder.load(tmp_path / "artifact")
+    plain = InterestEncoder.load(tiny_artifact / "artifact")
+    seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:9]]
+    out = encoder.encode(seqs)
+    assert np.abs(out - torch_reference(tmp_path, seqs, encoder.item_index)).max() <= 1e-3
+    before = plain.encode(seqs)
+    assert np.abs(out[:, [0, 2]] - before[:, [0, 2]]).max() <= 1e-3  # feed and ads: the all view
+    assert np.abs(out[:, 1] - before[:, 1]).max() > 1e-2
+
+
 def test_empty_sequences_and_empty_batch_give_normalised_vectors(tiny_artifact: Path) -> None:
     encoder = InterestEncoder.load(tiny_artifact / "artifact")
     empty = SequenceInput([], [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)

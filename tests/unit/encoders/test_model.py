@@ -13,7 +13,7 @@ from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import build_inputs
 from encoders.model import InterestModel
-from encoders.train import _targets, info_nce, length_batches, make_samples, sample_context, train
+from encoders.train import _targets, info_nce, length_batches, make_samples, own_view_draws, sample_context, train
 
 
 def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(
@@ -121,18 +121,69 @@ def test_length_batches_keep_every_sample_once_and_pad_less_than_random_batches(
     assert longest != sorted(longest)  # the batch order is shuffled, not sorted by length
 
 
-def test_an_own_view_sample_keeps_only_the_held_out_events_scenario(tiny_dataset: EventDataset) -> None:
-    rng = np.random.default_rng(0)
-    u = next(u for u, h in enumerate(tiny_dataset.histories) if len(set(h.scenario_idx.tolist())) > 1)
-    h = tiny_dataset.histories[u]
-    held = len(h) - 1
-    own = int(h.scenario_idx[held])
-    ctx = sample_context(tiny_dataset, (u, len(h), held), None, None, rng=rng, own_view=1.0)
-    assert ctx.item_ids == [i for j, i in enumerate(h.item_ids[:held]) if h.scenario_idx[j] == own]
-    full = sample_context(tiny_dataset, (u, len(h), held), None, None, rng=rng, own_view=0.0)
-    assert len(full.item_ids) == len(h) - 1
-    cut = sample_context(tiny_dataset, (u, held, -1), None, None, rng=rng, own_view=1.0)
-    assert cut.item_ids == h.item_ids[:held]  # a plain cut has targets in every scenario: kept whole
+def _trained_weights(model: InterestModel) -> InterestModel:
+    """Random non-zero weights everywhere (fresh zero-initialised parts would hide view leaks)."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model.eval()
+
+
+def test_the_own_view_of_a_scenario_reads_that_scenarios_events_alone(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig
+) -> None:
+    """In the own view a scenario's vectors are the same whether or not the other scenarios'
+    events are in the sequence (ranks, attention and the item pool all stay inside it); in the
+    all view they are not."""
+    model = _trained_weights(InterestModel(tiny_config.with_(n_items=tiny_dataset.n_items)))
+    n = model.cfg.max_len  # longer sequences keep their newest events: a filtered one keeps more
+    histories = [h for h in tiny_dataset.histories if len(set(h.scenario_idx[:n].tolist())) == 3][:4]
+    assert len(histories) == 4
+
+    def run(seqs: list, own: float | None) -> torch.Tensor:
+        inputs = {k: torch.from_numpy(v) for k, v in build_inputs(seqs, tiny_dataset.index, model.cfg).items()}
+        view = None if own is None else torch.full((len(seqs),), own)
+        with torch.no_grad():
+            return model(**inputs, own_view=view)
+
+    whole = [h.context(min(n, len(h)), None) for h in histories]
+    own, every = run(whole, 1.0), run(whole, 0.0)
+    for s in range(3):
+        alone = [h.context(min(n, len(h)), None, (s,)) for h in histories]
+        assert torch.allclose(own[:, s], run(alone, 1.0)[:, s], atol=1e-5)
+        assert not torch.allclose(every[:, s], run(alone, 0.0)[:, s], atol=1e-3)
+
+
+def test_serving_gives_each_scenario_the_view_the_config_names(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig
+) -> None:
+    model = _trained_weights(InterestModel(tiny_config.with_(n_items=tiny_dataset.n_items)))
+    inputs = build_inputs([h.context(len(h), None) for h in tiny_dataset.histories[:6]], tiny_dataset.index, model.cfg)
+    tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    with torch.no_grad():
+        own, every = model(**tensors, own_view=torch.ones(6)), model(**tensors, own_view=torch.zeros(6))
+        plain = model(**tensors)
+        mixed_model = InterestModel(model.cfg.with_(own_view_scenarios=("search",)))
+        mixed_model.load_state_dict(model.state_dict())
+        mixed = mixed_model.eval()(**tensors)
+    assert torch.allclose(plain, every, atol=1e-6)  # no own-view scenarios: the all view
+    assert torch.allclose(mixed[:, 1], own[:, 1], atol=1e-5)
+    assert torch.allclose(mixed[:, [0, 2]], every[:, [0, 2]], atol=1e-5)
+
+
+def test_only_held_out_samples_are_drawn_into_the_own_view() -> None:
+    batch = [(0, 5, -1), (1, 9, 3), (2, 4, 0), (3, 7, -1)] * 250
+    draws = own_view_draws(batch, 0.5, np.random.default_rng(0))
+    held = np.array([s[2] >= 0 for s in batch])
+    assert not draws[~held].any()
+    assert 0.4 < draws[held].mean() < 0.6
+    assert not own_view_draws(batch, 0.0, np.random.default_rng(0)).any()
+
+
+def test_own_view_scenarios_must_be_model_scenarios() -> None:
+    with pytest.raises(ConfigError, match="own_view_scenarios"):
+        ModelConfig(own_view_scenarios=("email",))
 
 
 def test_an_own_view_outside_zero_to_one_is_refused() -> None:
