@@ -1,4 +1,5 @@
-"""Encoder serving benchmark: batched vs single-user ONNX Runtime calls, and ONNX Runtime vs torch eager.
+"""Encoder serving benchmark: batched vs single-user ONNX Runtime calls, ONNX Runtime vs torch eager,
+and a model serving own views vs the same weights in the all view.
 
 A small model (the default ``ModelConfig`` architecture) is trained for one short epoch on
 synthetic events and exported into a temporary directory with ``encoders.train.train`` and
@@ -89,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ONNX Runtime providers (e.g. CUDAExecutionProvider CPUExecutionProvider)",
     )
     parser.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
+    parser.add_argument("--no-batching", action="store_true", help="skip the batched vs single-user table")
+    parser.add_argument("--no-views", action="store_true", help="skip the own-view vs all-view table")
     return parser.parse_args(argv)
 
 
@@ -213,6 +216,38 @@ def runtime_table(encoder, run_torch, users: list, sizes: list[int], args: argpa
     return rows
 
 
+def own_view_encoder(ckpt: Path, root: Path, providers: list[str]):
+    """The same checkpoint exported with feed and search in the own view (one graph, doubled batch)."""
+    import torch
+
+    from encoders.export import export
+    from encoders.serving import InterestEncoder
+
+    data = torch.load(ckpt, weights_only=False)
+    data["model_config"]["own_view_scenarios"] = ["feed", "search"]
+    torch.save(data, root / "views.pt")
+    export(root / "views.pt", root / "views")
+    return InterestEncoder.load(root / "views", providers=providers)
+
+
+def views_table(encoder, views, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
+    rows = [
+        "| B users | all view (no own-view scenarios): ms/batch | users/s | feed and search in the own view: "
+        "ms/batch | users/s | cost (own views ÷ all view) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in tqdm(sizes, desc="own views vs all view", unit="B"):
+        batch = users[:b]
+        plain, doubled = time_pair(
+            lambda batch=batch: encoder.encode(batch), lambda batch=batch: views.encode(batch), args, inner_calls(b)
+        )
+        rows.append(
+            f"| {b} | {plain.ms()} | {plain.users_per_s(b)} | {doubled.ms()} "
+            f"| {doubled.users_per_s(b)} | **{doubled.median_s / plain.median_s:.2f}×** |"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -242,14 +277,19 @@ def main(argv: list[str] | None = None) -> int:
             f"providers={encoder.providers}; python {platform.python_version()}; "
             f"repeats={args.repeats} (median, min–max in parentheses)\n"
         )
-        print("### (a) ONNX Runtime: one batched call vs B single-user calls\n")
-        print("\n".join(batching_table(encoder, users, args.batch_sizes, args)))
+        if not args.no_batching:
+            print("### (a) ONNX Runtime: one batched call vs B single-user calls\n")
+            print("\n".join(batching_table(encoder, users, args.batch_sizes, args)))
         if not args.no_torch:
             import torch
 
             run_torch = torch_runner(ckpt, encoder.item_index, args.threads)
             print(f"\n### (b) ONNX Runtime vs torch {torch.__version__} eager (torch threads={args.threads})\n")
             print("\n".join(runtime_table(encoder, run_torch, users, args.batch_sizes, args)))
+        if not args.no_views:
+            views = own_view_encoder(Path(ckpt), Path(tmp), args.providers)
+            print("\n### (c) ONNX Runtime: own views for feed and search vs the all view (same weights)\n")
+            print("\n".join(views_table(encoder, views, users, args.batch_sizes, args)))
     return 0
 
 

@@ -63,3 +63,23 @@ def test_text_model_serves_search_queries_like_torch(
     with torch.no_grad():
         ref = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).numpy()
     assert np.abs(out - ref).max() <= 1e-3
+
+
+def test_an_item_unseen_in_training_is_read_through_its_event_text(text_artifact: Path) -> None:
+    """Unseen ids all share the unknown row; a text model still tells them apart by their text."""
+    from encoders.features import SequenceInput
+    from encoders.serving import InterestEncoder
+
+    encoder = InterestEncoder.load(text_artifact / "artifact")
+
+    def user(item: str, text: str | None) -> SequenceInput:
+        return SequenceInput([item], [text], np.array([0]), np.array([1]), np.array([1_000]), 2_000)
+
+    assert "new-item-a" not in encoder.item_index and "new-item-b" not in encoder.item_index
+    plain_a, plain_b, solar, espresso = encoder.encode([
+        user("new-item-a", None), user("new-item-b", None),
+        user("new-item-a", "solar panel kit"), user("new-item-a", "espresso machine"),
+    ])
+    assert np.abs(plain_a - plain_b).max() <= 1e-6  # no text: the one learned fallback row
+    assert np.abs(solar - espresso).max() > 1e-3
+    assert np.abs(solar - plain_a).max() > 1e-3
