@@ -174,46 +174,36 @@ def torch_runner(ckpt: Path, item_index: dict[str, int], threads: int) -> Callab
     return run
 
 
-def batching_table(encoder, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
-    rows = [
-        "| B users | one batched call: ms/batch | users/s | B single-user calls: ms total | users/s "
-        "| speed-up (batched ÷ single) |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for b in tqdm(sizes, desc="batched vs single", unit="B"):
+def comparison_table(
+    header: str, ratio: str, fn_a: Callable[[list], object], fn_b: Callable[[list], object], users: list,
+    sizes: list[int], args: argparse.Namespace, desc: str,
+) -> list[str]:
+    """One row per batch size: ``fn_a`` and ``fn_b`` timed interleaved on the first B users, and
+    the ratio of their medians (b ÷ a) in the ``ratio`` column."""
+    rows = [f"| B users | {header} | {ratio} |", "|---:|---:|---:|---:|---:|---:|"]
+    for b in tqdm(sizes, desc=desc, unit="B"):
         batch = users[:b]
-        batched, singles = time_pair(
-            lambda batch=batch: encoder.encode(batch),
-            lambda batch=batch: [encoder.encode([u]) for u in batch],
-            args,
-            inner_calls(b),
-        )
-        rows.append(
-            f"| {b} | {batched.ms()} | {batched.users_per_s(b)} | {singles.ms()} "
-            f"| {singles.users_per_s(b)} | **{singles.median_s / batched.median_s:.1f}×** |"
-        )
+        t_a, t_b = time_pair(lambda batch=batch: fn_a(batch), lambda batch=batch: fn_b(batch), args, inner_calls(b))
+        cells = f"{t_a.ms()} | {t_a.users_per_s(b)} | {t_b.ms()} | {t_b.users_per_s(b)}"
+        rows.append(f"| {b} | {cells} | **{t_b.median_s / t_a.median_s:.2f}×** |")
     return rows
+
+
+def batching_table(encoder, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
+    return comparison_table(
+        "one batched call: ms/batch | users/s | B single-user calls: ms total | users/s",
+        "speed-up (batched ÷ single)", encoder.encode, lambda batch: [encoder.encode([u]) for u in batch],
+        users, sizes, args, "batched vs single",
+    )
 
 
 def runtime_table(encoder, run_torch, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
     check = users[: min(8, len(users))]
     max_diff = float(np.abs(encoder.encode(check) - run_torch(check)).max())
-    rows = [
-        f"max |ORT − torch| on {len(check)} users: {max_diff:.2e}",
-        "",
-        "| B users | ONNX Runtime: ms/batch | users/s | torch eager: ms/batch | users/s | speed-up (torch ÷ ORT) |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for b in tqdm(sizes, desc="ORT vs torch", unit="B"):
-        batch = users[:b]
-        ort_t, torch_t = time_pair(
-            lambda batch=batch: encoder.encode(batch), lambda batch=batch: run_torch(batch), args, inner_calls(b)
-        )
-        rows.append(
-            f"| {b} | {ort_t.ms()} | {ort_t.users_per_s(b)} | {torch_t.ms()} "
-            f"| {torch_t.users_per_s(b)} | **{torch_t.median_s / ort_t.median_s:.2f}×** |"
-        )
-    return rows
+    return [f"max |ORT − torch| on {len(check)} users: {max_diff:.2e}", ""] + comparison_table(
+        "ONNX Runtime: ms/batch | users/s | torch eager: ms/batch | users/s", "speed-up (torch ÷ ORT)",
+        encoder.encode, run_torch, users, sizes, args, "ORT vs torch",
+    )
 
 
 def own_view_encoder(ckpt: Path, root: Path, providers: list[str]):
@@ -231,21 +221,10 @@ def own_view_encoder(ckpt: Path, root: Path, providers: list[str]):
 
 
 def views_table(encoder, views, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
-    rows = [
-        "| B users | all view (no own-view scenarios): ms/batch | users/s | feed and search in the own view: "
-        "ms/batch | users/s | cost (own views ÷ all view) |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for b in tqdm(sizes, desc="own views vs all view", unit="B"):
-        batch = users[:b]
-        plain, doubled = time_pair(
-            lambda batch=batch: encoder.encode(batch), lambda batch=batch: views.encode(batch), args, inner_calls(b)
-        )
-        rows.append(
-            f"| {b} | {plain.ms()} | {plain.users_per_s(b)} | {doubled.ms()} "
-            f"| {doubled.users_per_s(b)} | **{doubled.median_s / plain.median_s:.2f}×** |"
-        )
-    return rows
+    return comparison_table(
+        "all view (no own-view scenarios): ms/batch | users/s | feed and search in the own view: ms/batch | users/s",
+        "cost (own views ÷ all view)", encoder.encode, views.encode, users, sizes, args, "own views vs all view",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

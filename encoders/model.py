@@ -138,18 +138,9 @@ class InterestModel(nn.Module):
         both = self._encode(*doubled, own_view=views)
         return torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
 
-    def _encode(
-        self,
-        item_idx: torch.Tensor,
-        scenario_idx: torch.Tensor,
-        action_idx: torch.Tensor,
-        gap_bucket: torch.Tensor,
-        hour: torch.Tensor,
-        mask: torch.Tensor,
-        text_vec: torch.Tensor | None,
-        has_text: torch.Tensor | None,
-        own_view: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def _encode(self, *inputs: torch.Tensor | None, own_view: torch.Tensor | None) -> torch.Tensor:
+        """``forward``'s inputs, in its order, with every row's view given (None: the all view)."""
+        item_idx, scenario_idx, action_idx, gap_bucket, hour, mask, text_vec, has_text = inputs
         cfg = self.cfg
         x = self.item_content(item_idx) + self.scen_emb(scenario_idx) + self.action_emb(action_idx)
         if self.gap_emb is not None:
