@@ -221,7 +221,8 @@ def train(
                 continue
             seqs = [sample_context(dataset, sample, policy, config.input_scenarios) for sample in batch]
             inputs = _to_device(build_inputs(seqs, dataset.index, cfg, cached_text_fn), device)
-            inputs["own_view"] = torch.from_numpy(own_view_draws(batch, config.own_view, rng)).to(device)
+            if config.own_view > 0:  # else every row is in the all view: the cheaper key-only mask
+                inputs["own_view"] = torch.from_numpy(own_view_draws(batch, config.own_view, rng)).to(device)
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
             loss = info_nce(
                 model,
