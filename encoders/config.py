@@ -129,6 +129,11 @@ class TrainConfig:
     #: (None: the cosine schedule alone)
     lr_decay_on_plateau: float | None = None
     init_tau: float = 0.1
+    #: score and save an exponential moving average of the weights (decay per step, ~200 steps
+    #: wide; None: the raw weights at each epoch's end). The best epoch comes mid-schedule, while
+    #: the rate is still high, and 94 MovieLens validation users' NDCG@10 jumped 0.06-0.16
+    #: between epochs; the average lifted development MovieLens and Amazon on two seeds each
+    ema_decay: float | None = 0.995
     scenario_mask: tuple[bool, ...] | None = None  # train on these target scenarios only
     input_scenarios: tuple[int, ...] | None = None  # keep only these scenarios in the input
     threads: int = 2
@@ -139,6 +144,8 @@ class TrainConfig:
             raise ConfigError(f"holdout_fraction={self.holdout_fraction} is not within [0, 1]")
         if not 0.0 <= self.own_view <= 1.0:
             raise ConfigError(f"own_view={self.own_view} is not within [0, 1]")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay} is not within [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict, the model config nested."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from encoders.model import InterestModel
 
 __all__ = [
     "CHECKPOINT_NAME", "Sample", "info_nce", "length_batches", "load_checkpoint", "make_samples", "own_view_draws",
-    "sample_context", "train",
+    "sample_context", "train", "update_ema",
 ]
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,12 @@ def _uniform_nce(
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
 
 
+@torch.no_grad()
+def update_ema(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``averaged <- decay * averaged + (1 - decay) * model``, parameter by parameter."""
+    torch._foreach_lerp_(list(averaged.parameters()), list(model.parameters()), 1.0 - decay)
+
+
 def _to_device(inputs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
 
@@ -189,6 +196,7 @@ def train(
     model = InterestModel(cfg, content).to(device)
     with torch.no_grad():
         model.log_tau.fill_(float(np.log(config.init_tau)))
+    averaged = copy.deepcopy(model) if config.ema_decay is not None else model  # what is scored and saved
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rows = [dataset.item_rows(h) for h in dataset.histories]
     cached_text_fn = _cached(text_fn) if text_fn is not None else None
@@ -238,9 +246,11 @@ def train(
             if step < total_steps:
                 sched.step()
             step += 1
+            if averaged is not model:
+                update_ema(averaged, model, min(config.ema_decay, (1 + step) / (10 + step)))
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        score = eval_fn(model.eval()) if eval_fn is not None else -float(np.mean(losses or [0.0]))
+        score = eval_fn(averaged.eval()) if eval_fn is not None else -float(np.mean(losses or [0.0]))
         history.append({"epoch": epoch, "loss": float(np.mean(losses or [0.0])), "score": float(score),
                         "lr": float(opt.param_groups[0]["lr"])})
         logger.info(
@@ -253,7 +263,7 @@ def train(
         )
         if eval_fn is None or score > best:
             best, best_epoch = score, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in averaged.state_dict().items()}
         elif (
             config.patience is not None
             and epoch - best_epoch >= config.patience

@@ -13,7 +13,9 @@ from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import build_inputs
 from encoders.model import InterestModel
-from encoders.train import _targets, info_nce, length_batches, make_samples, own_view_draws, sample_context, train
+from encoders.train import (
+    _targets, info_nce, length_batches, make_samples, own_view_draws, sample_context, train, update_ema,
+)
 
 
 def test_output_is_scenarios_by_queries_by_dim_and_unit_norm(
@@ -191,6 +193,11 @@ def test_an_own_view_outside_zero_to_one_is_refused() -> None:
         TrainConfig(own_view=1.5)
 
 
+def test_an_ema_decay_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
 def test_a_holdout_fraction_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="holdout_fraction"):
         TrainConfig(holdout_fraction=1.5)
@@ -224,3 +231,35 @@ def test_early_stopping_waits_for_both_patience_epochs_and_patience_steps(
 
     assert epochs_run(0) == 2  # one epoch without a new best
     assert epochs_run(10**6) == 5  # never enough steps: every epoch runs
+
+
+def test_update_ema_moves_each_weight_part_of_the_way_to_the_model() -> None:
+    averaged, model = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in averaged.parameters()]
+    update_ema(averaged, model, decay=0.75)
+    for old, new, target in zip(before, averaged.parameters(), model.parameters(), strict=True):
+        assert torch.allclose(new, 0.75 * old + 0.25 * target)
+
+
+def test_training_with_ema_scores_and_saves_the_averaged_weights_not_the_last_step(
+    tmp_path: Path, tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> None:
+    """Each epoch's score reads the averaged model, and the best epoch's averaged weights are saved."""
+    scored: list[dict[str, torch.Tensor]] = []
+
+    def remember(model: InterestModel) -> float:
+        scored.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return -float(len(scored))  # epoch 0 is the best
+
+    def run(ema: float | None) -> dict[str, torch.Tensor]:
+        scored.clear()
+        cfg = TrainConfig(model=tiny_config, epochs=3, min_steps=0, batch_size=32, n_negatives=64, progress=False,
+                          threads=1, patience=None, ema_decay=ema)
+        return torch.load(train(cfg, tiny_dataset, policy, tmp_path / str(ema), eval_fn=remember),
+                          weights_only=False)["state_dict"]
+
+    raw, raw_scored = run(None), list(scored)
+    averaged = run(0.9)
+    assert all(torch.equal(averaged[k], scored[0][k]) for k in averaged)  # the saved state is what was scored
+    assert all(torch.equal(raw[k], raw_scored[0][k]) for k in raw)
+    assert not torch.allclose(averaged["queries"], raw["queries"])  # the same seed and steps, averaged
