@@ -14,7 +14,14 @@ from encoders.errors import ConfigError
 from encoders.features import build_inputs
 from encoders.model import InterestModel
 from encoders.train import (
-    _targets, info_nce, length_batches, make_samples, own_view_draws, sample_context, train, update_ema,
+    _targets,
+    info_nce,
+    length_batches,
+    make_samples,
+    own_view_draws,
+    sample_context,
+    train,
+    update_ema,
 )
 
 
