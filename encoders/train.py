@@ -157,8 +157,10 @@ def _uniform_nce(
 
 @torch.no_grad()
 def update_ema(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """``averaged <- decay * averaged + (1 - decay) * model``, parameter by parameter."""
-    torch._foreach_lerp_(list(averaged.parameters()), list(model.parameters()), 1.0 - decay)
+    """``averaged <- decay * averaged + (1 - decay) * model``, parameter by parameter (buffers are
+    left as copied: the model keeps no running statistics)."""
+    for avg, current in zip(averaged.parameters(), model.parameters(), strict=True):
+        avg.lerp_(current, 1.0 - decay)
 
 
 def _to_device(inputs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
