@@ -60,6 +60,10 @@ class ModelConfig:
     #: others read every scenario. Chosen per scenario on validation users by ``evaluate``
     #: (on Amazon, Kitchen items in the context made the Food vectors memorise training users).
     own_view_scenarios: tuple[str, ...] = ()
+    #: the content table's last ``text_dim`` columns are the MiniLM vector of each item's text
+    #: (its title): an item the model never saw then gets a vector from its text alone
+    #: (``InterestModel.text_item_vectors``; exported as ``new_items.onnx``)
+    content_text: bool = False
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -120,6 +124,10 @@ class TrainConfig:
     #: memorise its training users (on Amazon the Food validation curve peaked at epoch 2 with
     #: them, and was still rising at epoch 7 without), and serving may give a scenario that view
     own_view: float = 0.5
+    #: with item texts in the content table (``ModelConfig.content_text``): weight of the loss that
+    #: teaches the text path to reproduce each trained item vector, so a new item's vector from
+    #: its text lands where the item would have (``train.new_item_loss``; docs/model.md)
+    new_item_weight: float = 1.0
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
     #: with an eval_fn: stop after this many epochs, and at least ``patience_steps`` optimizer
     #: steps, without a new best (on small data an epoch is a few dozen steps of a noisy curve)
@@ -144,6 +152,8 @@ class TrainConfig:
             raise ConfigError(f"holdout_fraction={self.holdout_fraction} is not within [0, 1]")
         if not 0.0 <= self.own_view <= 1.0:
             raise ConfigError(f"own_view={self.own_view} is not within [0, 1]")
+        if self.new_item_weight < 0:
+            raise ConfigError(f"new_item_weight={self.new_item_weight} is negative")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} is not within [0, 1)")
 

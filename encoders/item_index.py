@@ -127,6 +127,30 @@ class ItemIndex:
         return cls(doc["ids"], table[rows], doc["scenarios"],
                    None if bits is None else np.asarray(bits, np.int64), manifest.model_version)
 
+    def with_items(
+        self, ids: Sequence[str], vectors: np.ndarray, model_version: str, scenarios: Sequence[str] | None = None
+    ) -> ItemIndex:
+        """A new index that also holds items the model never saw (``NewItemEncoder`` vectors of
+        the same ``model_version``), as items of ``scenarios`` (default: every scenario)."""
+        if model_version != self.model_version:
+            raise ManifestMismatchError(f"new item vectors of model {model_version} for an index of "
+                                        f"model {self.model_version}")
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.shape != (len(ids), self.dim):
+            raise DataError(f"vectors shape {vectors.shape} != ({len(ids)}, {self.dim})")
+        if len(set(ids)) != len(ids):
+            raise DataError("new item ids repeat")
+        known = [i for i in ids if i in self._position]
+        if known:
+            raise DataError(f"{len(known)} items already in the index (first {known[0]!r}): their trained "
+                            "vectors stay")
+        bits = None
+        if self.scenario_bits is not None:
+            new_bits = sum(1 << self._scenario_index(s) for s in (self.scenarios if scenarios is None else scenarios))
+            bits = np.concatenate([self.scenario_bits, np.full(len(ids), new_bits, np.int64)])
+        return ItemIndex([*self.ids, *ids], np.vstack([self.vectors, vectors]), self.scenarios, bits,
+                         self.model_version)
+
     def __len__(self) -> int:
         return len(self.ids)
 

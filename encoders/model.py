@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.config import ModelConfig
+from encoders.errors import ConfigError
+from encoders.features import UNKNOWN_ITEM
 
 __all__ = ["InterestModel"]
 
@@ -114,6 +116,17 @@ class InterestModel(nn.Module):
     def item_vectors(self, item_idx: torch.Tensor) -> torch.Tensor:
         """L2-normalised item vectors in the interest space (shared head)."""
         return F.normalize(self.head(self.ln_f(self.item_content(item_idx))), dim=-1)
+
+    def text_item_vectors(self, text_vec: torch.Tensor) -> torch.Tensor:
+        """Item vectors for items the model never saw, from ``[N, text_dim]`` MiniLM vectors of
+        their texts: the unknown item's id row plus the projected content row, whose text columns
+        hold the vector and whose other (co-occurrence) columns are zero, as a new item has none."""
+        cfg = self.cfg
+        if not cfg.content_text or cfg.content_dim < cfg.text_dim:
+            raise ConfigError("this model has no item text in its content table (train with --use-text)")
+        content = F.pad(text_vec, (cfg.content_dim - cfg.text_dim, 0))
+        x = self.item_emb.weight[UNKNOWN_ITEM] + self.content_proj(content)
+        return F.normalize(self.head(self.ln_f(x)), dim=-1)
 
     def forward(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,15 +60,18 @@ class ModelScorer:
     """Scores items by the best-matching query of the target scenario: ``max_q <u_q, v_i>``.
 
     ``own_view`` True/False puts every scenario in the own/all view; None serves each in the
-    view its model config names (as the exported graph does).
+    view its model config names (as the exported graph does). ``item_vectors`` maps candidate
+    rows to their vectors (default ``model.item_vectors``).
     """
 
     def __init__(self, model: InterestModel, dataset: EventDataset, policy: MixingPolicyProtocol | None,
                  input_scenarios: Sequence[int] | None = None, batch_size: int = 512,
-                 text_fn: TextFn | None = None, own_view: bool | None = None) -> None:
+                 text_fn: TextFn | None = None, own_view: bool | None = None,
+                 item_vectors: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.model, self.dataset, self.policy = model.eval(), dataset, policy
         self.input_scenarios, self.batch_size, self.text_fn = input_scenarios, batch_size, text_fn
         self.own_view = own_view
+        self.item_vectors = item_vectors or model.item_vectors
         self._vectors: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -102,7 +105,7 @@ class ModelScorer:
         key = columns.tobytes()
         if key not in self._vectors:
             device = next(self.model.parameters()).device
-            self._vectors = {key: self.model.item_vectors(torch.from_numpy(columns).to(device))}
+            self._vectors = {key: self.item_vectors(torch.from_numpy(columns).to(device))}
         u = self.interests(contexts)[:, scenario]  # [N, Q, D]
         return torch.einsum("nqd,cd->nqc", u, self._vectors[key]).amax(dim=1).cpu().numpy()
 

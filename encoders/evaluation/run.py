@@ -151,6 +151,23 @@ def _personalization(model: InterestModel, split: Split, policy: MixingPolicyPro
         results.setdefault("personalization (unistate)", {})[f"{split.scenario_names[c.scenario]} report"] = row
 
 
+def _score_as_new_items(model: InterestModel, split: Split, cfg: EvaluationConfig, policy: MixingPolicyProtocol | None,
+                        text_fn: TextFn | None, wrap: Callable[[ScorerProtocol], ScorerProtocol],
+                        results: Results) -> None:
+    """Every candidate as an item the model never saw: its vector from its title alone
+    (``text_item_vectors``), against the mean-pool of the context's title vectors."""
+    text_dim = model.cfg.text_dim
+
+    def from_titles(rows: torch.Tensor) -> torch.Tensor:
+        return model.text_item_vectors(model.content[rows, -text_dim:])
+
+    _score("unistate, candidates as new items (title only)",
+           wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn, item_vectors=from_titles)),
+           split.test, split, cfg, results)
+    _score("mean-pool of recent title vectors", wrap(MeanPool(split.dataset.content[:, -text_dim:], split.dataset)),
+           split.test, split, cfg, results)
+
+
 def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...], cfg: EvaluationConfig,
                    policy: MixingPolicyProtocol | None, work_dir: Path | None = None,
                    planted_items: Callable[[str], set[str]] | None = None, text_fn: TextFn | None = None,
@@ -163,6 +180,8 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
     """
     content_dim = cfg.train.model.content_dim or 64
     vectors = title_table(item_texts, text_fn) if item_texts and text_fn is not None else None
+    if vectors is not None:  # the titles follow the co-occurrence factors in the content table
+        cfg = replace(cfg, train=replace(cfg.train, model=cfg.train.model.with_(content_text=True)))
     split = split_events(histories, scenario_names, seed=cfg.seed, max_test_users=cfg.max_test_users,
                          content_dim=content_dim, item_vectors=vectors)
     mask = repeat_share(split.training) < REPEAT_SHARE_TO_MASK
@@ -185,6 +204,8 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
                              results if len(split.val) > 1 else None)
         _score("unistate", wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn)), split.test, split, cfg,
                results)
+        if vectors is not None:
+            _score_as_new_items(model, split, cfg, policy, text_fn, wrap, results)
         _personalization(model, split, policy, results, planted_items, text_fn)
         wanted = cfg.single_scenarios if cfg.single_scenarios is not None else scenario_names
         if len(split.test) > 1:

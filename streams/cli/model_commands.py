@@ -63,33 +63,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     cfg = replace(cfg, model=cfg.model.with_(own_view_scenarios=tuple(args.own_view)))
-    text_fn = None
     histories = _histories(args)
     if histories is None:
         from encoders.data.synthetic import synthetic_dataset
 
         dataset = synthetic_dataset(args.users, cfg.seed)
-        if cfg.model.use_text:
-            text_fn = _synthetic_text(dataset, args.out, cfg.seed)
     else:
         dataset = EventDataset.build(histories)
+    text_fn = None
+    if cfg.model.use_text:
+        text_fn, with_titles = _training_text(args, dataset, cfg)
+        cfg = replace(cfg, model=cfg.model.with_(content_text=with_titles))
     policy = _policy(args)
     path = train(cfg, dataset, policy, args.out, text_fn=text_fn, mixing_policy=policy.describe())
     print(f"checkpoint: {path}")
     return ExitCode.OK
 
 
-def _synthetic_text(dataset: Any, out: Path, seed: int) -> Any:
-    """MiniLM (exported to ONNX once) for query texts, and title vectors as the content table."""
-    from encoders.data.synthetic import item_titles
-    from encoders.items import align_table, title_table
+def _training_text(args: argparse.Namespace, dataset: Any, cfg: TrainConfig) -> tuple[Any, bool]:
+    """MiniLM (exported to ONNX once, under ``--out``) for event texts; where the data has item
+    titles their vectors join the content table (synthetic data: the titles alone; a dataset:
+    after its co-occurrence factors), and the flag says so (``ModelConfig.content_text``)."""
+    import numpy as np
+
+    from encoders.evaluation.datasets.registry import load_item_texts
+    from encoders.items import align_table, cooccurrence_table, title_table
     from encoders.text_export import export_text_encoder
     from encoders.text_serving import TextEncoder
 
-    export_text_encoder(out / "text")
-    encoder = TextEncoder.load(out / "text")
-    dataset.content = align_table(dataset, title_table(item_titles(seed), encoder.encode))
-    return encoder.encode
+    export_text_encoder(args.out / "text")
+    encode = TextEncoder.load(args.out / "text").encode
+    if args.events is not None:
+        return encode, False
+    if args.dataset is None:
+        from encoders.data.synthetic import item_titles
+
+        dataset.content = align_table(dataset, title_table(item_titles(cfg.seed), encode))
+        return encode, True
+    titles = load_item_texts(args.dataset, args.root)
+    if not titles:
+        return encode, False
+    factors = cooccurrence_table(dataset.histories, dataset, cfg.model.content_dim or 64, cfg.seed)
+    dataset.content = np.hstack([factors, align_table(dataset, title_table(titles, encode))])
+    return encode, True
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 import encoders.item_index
 from encoders.dataset import EventDataset
-from encoders.errors import ManifestMismatchError
+from encoders.errors import DataError, ManifestMismatchError
 from encoders.item_index import ItemIndex
 
 
@@ -76,3 +76,27 @@ def test_rank_scores_the_best_query_vector_of_each_user(monkeypatch: pytest.Monk
 def test_explicit_candidates_replace_the_scenarios_items() -> None:
     ranking = small_index().rank(np.array([[[1, 0, 0]]], np.float32), "ads", ["b", "zz", "a", "a"], k=3)
     assert ranking.items == [[("a", 1.0), ("b", 0.0)]] and ranking.unknown_candidates == ["zz"]
+
+
+def test_new_items_join_the_index_in_their_scenarios_and_are_ranked() -> None:
+    index = small_index().with_items(["new_ad"], np.array([[0, 0.6, 0.8]], np.float32), "m1", scenarios=["ads"])
+    assert len(index) == 5 and "new_ad" in index and index.item_scenarios("new_ad") == ("ads",)
+    ranked = index.rank(np.array([[[0, 0, 1]]], np.float32), "ads", k=3).items
+    assert ranked == [[("c", 1.0), ("new_ad", pytest.approx(0.8)), ("d", 0.0)]]
+    assert "new_ad" not in {i for i, _ in index.rank(np.array([[[0, 0, 1]]], np.float32), "feed", k=5).items[0]}
+    assert index.with_items(["x"], np.zeros((1, 3), np.float32), "m1").item_scenarios("x") == ("feed", "search", "ads")
+
+
+def test_new_items_are_refused_when_known_repeated_misshaped_or_of_another_model() -> None:
+    index, one = small_index(), np.zeros((1, 3), np.float32)
+    with pytest.raises(DataError, match="already in the index"):
+        index.with_items(["a"], one, "m1")
+    with pytest.raises(DataError, match="repeat"):
+        index.with_items(["x", "x"], np.zeros((2, 3), np.float32), "m1")
+    with pytest.raises(DataError, match="shape"):
+        index.with_items(["x"], np.zeros((1, 4), np.float32), "m1")
+    with pytest.raises(ManifestMismatchError, match="m2"):
+        index.with_items(["x"], one, "m2")
+    with pytest.raises(DataError, match="unknown scenario"):
+        index.with_items(["x"], one, "m1", scenarios=["mail"])
+    assert len(index) == 4  # the original index is unchanged

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from encoders.config import ModelConfig, TrainConfig
 from encoders.dataset import EventDataset
@@ -18,6 +19,7 @@ from encoders.train import (
     info_nce,
     length_batches,
     make_samples,
+    new_item_loss,
     own_view_draws,
     sample_context,
     train,
@@ -270,3 +272,26 @@ def test_training_with_ema_scores_and_saves_the_averaged_weights_not_the_last_st
     assert all(torch.equal(averaged[k], scored[0][k]) for k in averaged)  # the saved state is what was scored
     assert all(torch.equal(raw[k], raw_scored[0][k]) for k in raw)
     assert not torch.allclose(averaged["queries"], raw["queries"])  # the same seed and steps, averaged
+
+
+def test_the_new_item_loss_teaches_the_text_path_and_leaves_the_users_alone(tiny_config: ModelConfig) -> None:
+    """``new_item_loss`` ranks items by their text-only vectors against the users' vectors held
+    fixed: the loss falls as the text path learns, and no gradient reaches the user tower."""
+    cfg = tiny_config.with_(n_items=50, content_dim=8 + tiny_config.text_dim, content_text=True)
+    torch.manual_seed(0)
+    model = InterestModel(cfg, torch.randn(50, cfg.content_dim))
+    interests = F.normalize(torch.randn(2, 3, cfg.n_queries, cfg.dim), dim=-1).requires_grad_()
+    targets = torch.tensor([[[2, 3, 0], [4, 0, 0], [0, 0, 0]], [[5, 6, 7], [2, 0, 0], [9, 0, 0]]])
+    negatives = torch.arange(2, 50)
+    first = new_item_loss(model, interests, targets, negatives)
+    first.backward()
+    assert interests.grad is None and model.item_emb.weight.grad[2:].abs().max() == 0
+    assert model.content_proj.weight.grad.abs().max() > 0 and model.item_emb.weight.grad[1].abs().max() > 0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(50):
+        opt.zero_grad()
+        new_item_loss(model, interests, targets, negatives).backward()
+        opt.step()
+    assert new_item_loss(model, interests, targets, negatives).item() < 0.7 * first.item()
+    with pytest.raises(ConfigError, match="new_item_weight"):
+        TrainConfig(new_item_weight=-1.0)

