@@ -125,8 +125,8 @@ class TrainConfig:
     #: them, and was still rising at epoch 7 without), and serving may give a scenario that view
     own_view: float = 0.5
     #: with item texts in the content table (``ModelConfig.content_text``): weight of the loss that
-    #: teaches the text path to reproduce each trained item vector, so a new item's vector from
-    #: its text lands where the item would have (``train.new_item_loss``; docs/model.md)
+    #: ranks every item by its text-only vector against the users' vectors held fixed, so a new
+    #: item's vector from its text ranks as the item would (``train.new_item_loss``; docs/model.md)
     new_item_weight: float = 1.0
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
     #: with an eval_fn: stop after this many epochs, and at least ``patience_steps`` optimizer

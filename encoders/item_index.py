@@ -131,7 +131,8 @@ class ItemIndex:
         self, ids: Sequence[str], vectors: np.ndarray, model_version: str, scenarios: Sequence[str] | None = None
     ) -> ItemIndex:
         """A new index that also holds items the model never saw (``NewItemEncoder`` vectors of
-        the same ``model_version``), as items of ``scenarios`` (default: every scenario)."""
+        the same ``model_version``), as items of ``scenarios`` (default: every scenario; an index
+        that does not know its items' scenarios counts every item in every one)."""
         if model_version != self.model_version:
             raise ManifestMismatchError(f"new item vectors of model {model_version} for an index of "
                                         f"model {self.model_version}")
