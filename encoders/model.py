@@ -128,6 +128,11 @@ class InterestModel(nn.Module):
         x = self.item_emb.weight[UNKNOWN_ITEM] + self.content_proj(content)
         return F.normalize(self.head(self.ln_f(x)), dim=-1)
 
+    def item_vectors_from_text(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """What vocabulary items would get as new items: ``text_item_vectors`` of the text columns
+        of their content rows (training's new-item loss and the evaluation score these)."""
+        return self.text_item_vectors(self.content[item_idx, -self.cfg.text_dim :])
+
     def forward(
         self,
         item_idx: torch.Tensor,

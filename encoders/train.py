@@ -165,12 +165,7 @@ def new_item_loss(
     held fixed: the text path learns to rank in the users' space without pulling the users towards
     the texts' shared directions (scoring a share of the main loss's items by text did: MovieLens
     users shared their top item)."""
-    text_dim = model.cfg.text_dim
-
-    def from_text(item_idx: torch.Tensor) -> torch.Tensor:
-        return model.text_item_vectors(model.content[item_idx, -text_dim:])
-
-    return _uniform_nce(model, interests.detach(), targets, negatives, item_vectors=from_text)
+    return _uniform_nce(model, interests.detach(), targets, negatives, item_vectors=model.item_vectors_from_text)
 
 
 @torch.no_grad()

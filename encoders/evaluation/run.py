@@ -156,16 +156,11 @@ def _score_as_new_items(model: InterestModel, split: Split, cfg: EvaluationConfi
                         results: Results) -> None:
     """Every candidate as an item the model never saw: its vector from its title alone
     (``text_item_vectors``), against the mean-pool of the context's title vectors."""
-    text_dim = model.cfg.text_dim
-
-    def from_titles(rows: torch.Tensor) -> torch.Tensor:
-        return model.text_item_vectors(model.content[rows, -text_dim:])
-
     _score("unistate, candidates as new items (title only)",
-           wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn, item_vectors=from_titles)),
+           wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn, item_vectors=model.item_vectors_from_text)),
            split.test, split, cfg, results)
-    _score("mean-pool of recent title vectors", wrap(MeanPool(split.dataset.content[:, -text_dim:], split.dataset)),
-           split.test, split, cfg, results)
+    titles = split.dataset.content[:, -model.cfg.text_dim :]
+    _score("mean-pool of recent title vectors", wrap(MeanPool(titles, split.dataset)), split.test, split, cfg, results)
 
 
 def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...], cfg: EvaluationConfig,
