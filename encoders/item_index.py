@@ -168,6 +168,13 @@ class ItemIndex:
         """Whether the artifact recorded each item's scenarios (else every item is in every one)."""
         return self.scenario_bits is not None
 
+    def vector(self, item_id: str) -> np.ndarray:
+        """``item_id``'s ``[D]`` vector (``DataError`` when the index does not hold it)."""
+        try:
+            return self.vectors[self._position[item_id]]
+        except KeyError:
+            raise DataError(f"item {item_id!r} is not in the model's vocabulary") from None
+
     def item_scenarios(self, item_id: str) -> tuple[str, ...]:
         """The scenarios ``item_id`` was seen in during training (all when unknown)."""
         if self.scenario_bits is None:

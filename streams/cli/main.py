@@ -12,7 +12,16 @@ from pydantic_settings import SettingsError
 
 from encoders.errors import EncoderError
 from state.errors import StateError
-from streams.cli import admin_commands, backfill_command, demo, model_commands, reembed_command, replay, stream_commands
+from streams.cli import (
+    admin_commands,
+    audience_command,
+    backfill_command,
+    demo,
+    model_commands,
+    reembed_command,
+    replay,
+    stream_commands,
+)
 from streams.cli.exit_codes import ExitCode
 from streams.errors import ConfigurationError, StreamsError
 from streams.logs import configure_logging
@@ -29,13 +38,14 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command tree: stream, admin, replay, reembed, backfill, model and demo commands, each registered
-    by its module."""
+    """The whole command tree: stream, admin, replay, reembed, backfill, audience, model and demo commands, each
+    registered by its module."""
     parser = argparse.ArgumentParser(prog="unistate", description="Streaming real-time user state: "
                                      "Kafka events → per-user sequences → interest embeddings → Redis.")
     parser.add_argument("--version", action="version", version=f"unistate {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (stream_commands, admin_commands, replay, reembed_command, backfill_command, model_commands, demo):
+    for module in (stream_commands, admin_commands, replay, reembed_command, backfill_command, audience_command,
+                   model_commands, demo):
         module.register(sub)
     return parser
 

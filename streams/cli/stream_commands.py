@@ -17,7 +17,7 @@ from streams.topics import TopicNames
 if TYPE_CHECKING:
     from encoders.item_index import ItemIndex
 
-__all__ = ["common_options", "kafka_settings", "redis_settings", "register", "worker_settings"]
+__all__ = ["common_options", "kafka_settings", "model_settings", "redis_settings", "register", "worker_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +108,17 @@ def _cmd_produce(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def model_settings(args: argparse.Namespace) -> ModelSettings:
+    """Environment settings with ``--model-dir``."""
+    return ModelSettings(**_given(args, {"model_dir": "artifact_dir"}))
+
+
 def _item_index(args: argparse.Namespace) -> ItemIndex | None:
     """The exported model's item index; ``None`` when only the default directory was implied and
     holds no model (a directory given by flag or environment must load)."""
     from encoders.item_index import ItemIndex
 
-    model = ModelSettings(**_given(args, {"model_dir": "artifact_dir"}))
+    model = model_settings(args)
     if "artifact_dir" not in model.model_fields_set and not model.artifact_dir.is_dir():
         return None
     return ItemIndex.load(model.artifact_dir)

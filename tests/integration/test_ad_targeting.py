@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
 
+from encoders.errors import DataError
 from encoders.item_index import ItemIndex
 from state.keys import RedisKeys
 from state.publisher import RedisPublisher, UserUpdate
 from state.records import SCENARIOS
+from streams.devservers.servers import Server
 from streams.integrations.targeting import ItemTargeting, rank_users
 
 pytestmark = pytest.mark.integration
@@ -93,3 +96,74 @@ def test_users_without_vectors_or_from_another_model_are_reported_not_dropped(
     assert ItemTargeting(redis_client, keys, index).top_k([], "ads").ranked == {}
     wide = rank_users(index, "ads", ["x"], np.zeros((1, 2, index.dim + 1)), [index.model_version])
     assert wide.ranked == {} and wide.other_model == ["x"]  # another D: another model
+
+
+def unit_rows(rng: np.random.Generator, q: int, d: int) -> np.ndarray:
+    rows = rng.standard_normal((q, d)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_audience_ranks_every_stored_user_by_their_best_query_for_one_item(
+    redis_client: redis.Redis, unique: str, index: ItemIndex
+) -> None:
+    keys = RedisKeys(unique)
+    ad = ids_of(index, "ad_")[0]
+    item = vector(index, ad)
+    rng = np.random.default_rng(1)
+    truth = {}
+    for n in range(30):
+        queries = unit_rows(rng, 2, index.dim)
+        store(redis_client, keys, f"u{n:02d}", index.model_version, ads=queries)
+        truth[f"u{n:02d}"] = float(np.max(queries @ item))
+    store(redis_client, keys, "fan", index.model_version, ads=np.stack([-item, item]))  # q1 is the ad
+    truth["fan"] = float(item @ item)
+    store(redis_client, keys, "old", "previous-model", ads=np.stack([item, item]))
+    targeting = ItemTargeting(redis_client, keys, index)
+
+    every = targeting.audience(ad, "ads", k=5, batch_users=7)  # a SCAN walk, read 7 users at a time
+    expected = sorted(truth, key=lambda u: -truth[u])[:5]
+    assert [u for u, _ in every.ranked] == expected and expected[0] == "fan"
+    for user, score in every.ranked:
+        assert score == pytest.approx(truth[user], abs=1e-5)
+    assert (every.read, every.missing, every.other_model) == (32, 0, 1)  # "old": another model, not scored
+
+    given = targeting.audience(ad, "ads", ["u03", "ghost", "u03", "old", "u07"], k=10)
+    assert [u for u, _ in given.ranked] == sorted(["u03", "u07"], key=lambda u: -truth[u])
+    assert (given.read, given.missing, given.other_model) == (4, 1, 1)  # u03 once; ghost has no key
+    assert targeting.audience(ad, "ads", [], k=3).ranked == []
+    with pytest.raises(DataError, match="not in the model's vocabulary"):
+        targeting.audience("never-seen", "ads")
+    with pytest.raises(DataError, match="unknown scenario"):
+        targeting.audience(ad, "email")
+
+
+def test_the_audience_command_prints_the_best_users_and_refuses_what_it_cannot_score(
+    redis_client: redis.Redis, redis_server: Server, unique: str, index: ItemIndex, tiny_model_dir: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from streams.cli.main import main
+
+    keys = RedisKeys(unique)
+    ad = ids_of(index, "ad_")[0]
+    item = vector(index, ad)
+    store(redis_client, keys, "close", index.model_version, ads=np.stack([item, -item]))
+    store(redis_client, keys, "far", index.model_version, ads=np.stack([-item, -item]))
+    near = item + 0.5 * unit_rows(np.random.default_rng(2), 1, index.dim)[0]
+    store(redis_client, keys, "near", index.model_version, ads=np.stack([near / np.linalg.norm(near), -item]))
+    common = ["--redis-url", redis_server.url, "--key-prefix", unique, "--model-dir", str(tiny_model_dir)]
+
+    assert main(["audience", "--item", ad, "--scenario", "ads", "--top", "2", "--json", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["user_id"] for r in report["ranked"]] == ["close", "near"]
+    assert (report["item_id"], report["read"], report["missing"]) == (ad, 3, 0)
+
+    users = tmp_path / "users.txt"
+    users.write_text("far\n\nghost\n")
+    assert main(["audience", "--item", ad, "--scenario", "ads", "--users-file", str(users), *common]) == 0
+    out = capsys.readouterr().out
+    assert "     1  far  " in out and "read 2 users: 1 without ads vectors" in out
+
+    assert main(["audience", "--text", "solar panels", "--scenario", "ads", *common]) == 1
+    assert "no new-item graph" in capsys.readouterr().err  # the tiny model has no item texts
+    assert main(["audience", "--item", "never-seen", "--scenario", "ads", *common]) == 1
+    assert main(["audience", "--item", ad, "--scenario", "ads", "far", "--users-file", str(users), *common]) == 2

@@ -120,3 +120,31 @@ def test_a_model_without_item_texts_has_no_new_item_graph(tiny_artifact: Path, t
     cfg = TrainConfig(model=model.cfg.with_(content_text=True, content_dim=0), progress=False)
     with pytest.raises(ConfigError, match="content_text"):
         train(cfg, tiny_dataset, None, tiny_artifact / "refused")
+
+
+def test_the_audience_command_ranks_users_for_a_new_item_by_its_text(
+    text_artifact: Path, redis_server: object, redis_client: object, unique: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``unistate audience --text``: the new item's vector from ``new_items.onnx`` against stored users
+    (the command's other paths: tests/integration/test_ad_targeting.py)."""
+    import json
+
+    from encoders.new_items import NewItemEncoder
+    from state.keys import RedisKeys
+    from state.publisher import RedisPublisher, UserUpdate
+    from state.records import SCENARIOS
+    from streams.cli.main import main
+
+    artifact = text_artifact / "artifact"
+    encoder = NewItemEncoder.load(artifact)
+    solar, espresso = encoder.encode(["solar panel kit", "espresso machine"])
+    updates = [UserUpdate(user, 1, 1_000, 2_000, encoder.model_version, SCENARIOS,
+                          np.stack([np.stack([v, v])] * len(SCENARIOS)).astype(np.float32), b"")
+               for user, v in (("sun", solar), ("coffee", espresso))]
+    assert RedisPublisher(redis_client, RedisKeys(unique)).publish(updates) == [True, True]
+    common = ["--redis-url", redis_server.url, "--key-prefix", unique, "--model-dir", str(artifact), "--json"]
+    for text, first in (("solar panel kit", "sun"), ("espresso machine", "coffee")):
+        assert main(["audience", "--text", text, "--scenario", "ads", *common]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["ranked"][0] == {"user_id": first, "score": pytest.approx(1.0, abs=1e-4)}
+        assert report["item_id"] == f"new item {text!r}" and report["read"] == 2
