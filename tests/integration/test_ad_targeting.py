@@ -38,10 +38,6 @@ def ids_of(index: ItemIndex, prefix: str) -> list[str]:
     return [i for i in index.ids if i.startswith(prefix)]
 
 
-def vector(index: ItemIndex, item_id: str) -> np.ndarray:
-    return index.vectors[index.ids.index(item_id)]
-
-
 def test_top_k_ranks_the_scenarios_items_by_the_best_query_vector(
     redis_client: redis.Redis, unique: str, index: ItemIndex
 ) -> None:
@@ -49,7 +45,7 @@ def test_top_k_ranks_the_scenarios_items_by_the_best_query_vector(
     ads, feed = ids_of(index, "ad_"), [i for i in index.ids if index.item_scenarios(i) == ("feed",)]
     assert ads and feed and index.knows_scenarios
     ad, feed_item = ads[0], feed[0]
-    queries = np.stack([vector(index, ad), vector(index, feed_item)])  # q0: an ad, q1: a feed item
+    queries = np.stack([index.vector(ad), index.vector(feed_item)])  # q0: an ad, q1: a feed item
     store(redis_client, keys, "alice", index.model_version, ads=queries, feed=queries[::-1])
     targeting = ItemTargeting(redis_client, keys, index)
 
@@ -57,7 +53,7 @@ def test_top_k_ranks_the_scenarios_items_by_the_best_query_vector(
     ranked = top.ranked["alice"]
     assert sorted(i for i, _ in ranked) == sorted(ads)  # the feed item (score 1.0) is no ad candidate
     assert dict(ranked)[ad] == pytest.approx(1.0, abs=1e-5) == ranked[0][1]
-    truth = {i: float(np.max(queries @ vector(index, i))) for i in ads}  # max over the query vectors
+    truth = {i: float(np.max(queries @ index.vector(i))) for i in ads}  # max over the query vectors
     assert [s for _, s in ranked] == sorted([s for _, s in ranked], reverse=True)
     for item, score in ranked:
         assert score == pytest.approx(truth[item], abs=1e-5)
@@ -73,7 +69,7 @@ def test_explicit_candidates_replace_the_scenarios_items_and_unknown_ones_are_re
 ) -> None:
     keys = RedisKeys(unique)
     feed_item, other_ad = ids_of(index, "it_")[0], ids_of(index, "ad_")[1]
-    queries = np.stack([vector(index, feed_item), vector(index, feed_item)])
+    queries = np.stack([index.vector(feed_item), index.vector(feed_item)])
     store(redis_client, keys, "bob", index.model_version, ads=queries)
     top = ItemTargeting(redis_client, keys, index).top_k(["bob"], "ads", [other_ad, "never-seen", feed_item], k=5)
     ranked = top.ranked["bob"]
@@ -108,7 +104,7 @@ def test_audience_ranks_every_stored_user_by_their_best_query_for_one_item(
 ) -> None:
     keys = RedisKeys(unique)
     ad = ids_of(index, "ad_")[0]
-    item = vector(index, ad)
+    item = index.vector(ad)
     rng = np.random.default_rng(1)
     truth = {}
     for n in range(30):
@@ -145,7 +141,7 @@ def test_the_audience_command_prints_the_best_users_and_refuses_what_it_cannot_s
 
     keys = RedisKeys(unique)
     ad = ids_of(index, "ad_")[0]
-    item = vector(index, ad)
+    item = index.vector(ad)
     store(redis_client, keys, "close", index.model_version, ads=np.stack([item, -item]))
     store(redis_client, keys, "far", index.model_version, ads=np.stack([-item, -item]))
     near = item + 0.5 * unit_rows(np.random.default_rng(2), 1, index.dim)[0]
