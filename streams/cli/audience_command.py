@@ -38,11 +38,12 @@ def _index(artifact_dir: Path, args: argparse.Namespace) -> tuple[ItemIndex, str
     """The model's item index and the id to rank: ``--item`` as given, or ``--text`` added as a new
     item (its vector from the model's new-item graph)."""
     from encoders.item_index import ItemIndex
-    from encoders.new_items import NewItemEncoder
 
     index = ItemIndex.load(artifact_dir)
     if args.text is None:
         return index, args.item
+    from encoders.new_items import NewItemEncoder  # ONNX Runtime and the text encoder: only for --text
+
     encoder = NewItemEncoder.load(artifact_dir)
     new_id = f"new item {args.text!r}"
     return index.with_items([new_id], encoder.encode([args.text]), encoder.model_version,
@@ -71,6 +72,8 @@ def _cmd_audience(args: argparse.Namespace) -> int:
 
     if args.users and args.users_file is not None:
         raise ConfigurationError("give user ids as arguments or --users-file, not both")
+    if args.users_file is not None and str(args.users_file) != "-" and not args.users_file.is_file():
+        raise ConfigurationError(f"--users-file {args.users_file}: no such file")
     settings = redis_settings(args)
     index, item_id = _index(model_settings(args).artifact_dir, args)
     user_ids = args.users or (None if args.users_file is None else _read_user_ids(args.users_file))

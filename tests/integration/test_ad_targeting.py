@@ -163,3 +163,5 @@ def test_the_audience_command_prints_the_best_users_and_refuses_what_it_cannot_s
     assert "no new-item graph" in capsys.readouterr().err  # the tiny model has no item texts
     assert main(["audience", "--item", "never-seen", "--scenario", "ads", *common]) == 1
     assert main(["audience", "--item", ad, "--scenario", "ads", "far", "--users-file", str(users), *common]) == 2
+    assert main(["audience", "--item", ad, "--scenario", "ads", "--users-file", str(tmp_path / "nope"), *common]) == 2
+    assert "no such file" in capsys.readouterr().err
