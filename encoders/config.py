@@ -64,6 +64,15 @@ class ModelConfig:
     #: (its title): an item the model never saw then gets a vector from its text alone
     #: (``InterestModel.text_item_vectors``; exported as ``new_items.onnx``)
     content_text: bool = False
+    #: how many of the user's most recent distinct items join each scenario's vectors (see
+    #: ``recent_weights``): the items the user just touched, which users come back to
+    recent_items: int = 5
+    #: per scenario ``(alpha, beta)``: after the ``n_queries`` learned vectors come the vectors of
+    #: the ``recent_items`` most recent distinct context items (the scenario's own events in the
+    #: own view), the k-th newest scaled by ``alpha * beta**k``; ``alpha`` 0 appends copies of the
+    #: first learned vector instead (no effect on ``max_q``). Empty: learned vectors only (what
+    #: training scores). ``evaluate`` chooses them on validation users (docs/model.md).
+    recent_weights: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -75,6 +84,18 @@ class ModelConfig:
         unknown = sorted(set(self.own_view_scenarios) - set(self.scenarios))
         if unknown:
             raise ConfigError(f"own_view_scenarios {unknown} are not among the scenarios {list(self.scenarios)}")
+        if self.recent_weights and len(self.recent_weights) != len(self.scenarios):
+            raise ConfigError(f"recent_weights needs one (alpha, beta) per scenario ({len(self.scenarios)}), "
+                              f"got {len(self.recent_weights)}")
+        if any(a < 0 or not 0 < b <= 1 for a, b in self.recent_weights):
+            raise ConfigError(f"recent_weights: alpha must be >= 0 and beta in (0, 1], got {self.recent_weights}")
+        if self.recent_items < 0:
+            raise ConfigError(f"recent_items={self.recent_items} must be >= 0")
+
+    @property
+    def n_vectors(self) -> int:
+        """Vectors per scenario in the model's output: the learned queries, then the recent items."""
+        return self.n_queries + (self.recent_items if self.recent_weights else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -88,7 +109,9 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown ModelConfig keys: {sorted(unknown)}")
         data = {**_LEGACY_MODEL_KEYS, **data}  # checkpoints written before these keys existed
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        values["recent_weights"] = tuple(tuple(w) for w in values.get("recent_weights", ()))
+        return cls(**values)
 
     def with_(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed."""

@@ -67,7 +67,7 @@ def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
         TensorSpec(n, _DTYPES[n], ["batch", "seq"] + ([cfg.text_dim] if n == "text_vec" else []))
         for n in names
     ]
-    outputs = [TensorSpec("interests", "float32", ["batch", len(cfg.scenarios), cfg.n_queries, cfg.dim])]
+    outputs = [TensorSpec("interests", "float32", ["batch", len(cfg.scenarios), cfg.n_vectors, cfg.dim])]
     manifest = Manifest(
         config=cfg, inputs=inputs, outputs=outputs, files=files,
         sha256={f: sha256_file(out_dir / f) for f in files.values()},

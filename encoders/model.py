@@ -46,7 +46,8 @@ class Block(nn.Module):
 
 
 class InterestModel(nn.Module):
-    """Maps a mixed event sequence to ``[B, S, Q, D]`` L2-normalised interest vectors.
+    """Maps a mixed event sequence to ``[B, S, Q, D]`` L2-normalised interest vectors, and with
+    ``cfg.recent_weights`` the scaled vectors of the user's most recent items after them.
 
     Items live in the same space: ``item_vectors(idx)`` passes the item token content through
     the shared projection head used for the query outputs.
@@ -106,6 +107,13 @@ class InterestModel(nn.Module):
         model.load_state_dict(self.state_dict())
         return model.to(self.log_tau.device).eval()
 
+    def with_recent_weights(self, weights: tuple[tuple[float, float], ...]) -> InterestModel:
+        """The same weights, appending the recent items scaled by ``weights`` (per scenario
+        ``(alpha, beta)``; empty: none) to each scenario's vectors (a new model, eval mode)."""
+        model = InterestModel(self.cfg.with_(recent_weights=tuple(weights)))
+        model.load_state_dict(self.state_dict())
+        return model.to(self.log_tau.device).eval()
+
     def item_content(self, item_idx: torch.Tensor) -> torch.Tensor:
         """Token content of items: learned id row plus projected content row."""
         x = self.item_emb(item_idx if self.cfg.id_embedding else item_idx.clamp(max=1))
@@ -145,16 +153,25 @@ class InterestModel(nn.Module):
         has_text: torch.Tensor | None = None,
         own_view: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[B, S, Q, D]`` interest vectors. ``own_view`` (``[B]``, 1: the own view for every
-        scenario of that row); None: each scenario in the view ``cfg.own_view_scenarios`` says."""
+        """``[B, S, V, D]`` interest vectors (``V = cfg.n_vectors``: the learned queries, then the
+        recent items when ``cfg.recent_weights`` is set). ``own_view`` (``[B]``, 1: the own view for
+        every scenario of that row); None: each scenario in the view ``cfg.own_view_scenarios`` says."""
         inputs = (item_idx, scenario_idx, action_idx, gap_bucket, hour, mask, text_vec, has_text)
-        if own_view is not None or not self.cfg.own_view_scenarios:
-            return self._encode(*inputs, own_view=own_view)
-        b = item_idx.shape[0]
-        doubled = [None if t is None else torch.cat([t, t]) for t in inputs]
-        views = torch.cat([torch.zeros(b, dtype=mask.dtype, device=mask.device), torch.ones_like(mask[:, 0])])
-        both = self._encode(*doubled, own_view=views)
-        return torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
+        if own_view is not None:
+            learned = self._encode(*inputs, own_view=own_view)
+            own = (own_view[:, None] > 0).expand(-1, len(self.cfg.scenarios))
+        elif not self.cfg.own_view_scenarios:
+            learned, own = self._encode(*inputs, own_view=None), self.own_scenarios[None, :]
+        else:
+            b = item_idx.shape[0]
+            doubled = [None if t is None else torch.cat([t, t]) for t in inputs]
+            views = torch.cat([torch.zeros(b, dtype=mask.dtype, device=mask.device), torch.ones_like(mask[:, 0])])
+            both = self._encode(*doubled, own_view=views)
+            learned = torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
+            own = self.own_scenarios[None, :]
+        if not self.cfg.recent_weights:
+            return learned
+        return torch.cat([learned, self._recent_vectors(learned, item_idx, scenario_idx, mask, own)], dim=2)
 
     def _encode(self, *inputs: torch.Tensor | None, own_view: torch.Tensor | None) -> torch.Tensor:
         """``forward``'s inputs, in its order, with every row's view given (None: the all view)."""
@@ -234,6 +251,38 @@ class InterestModel(nn.Module):
             att = att + self.pool_rank(rank).transpose(1, 2)
         any_item = (has_item.sum(dim=2, keepdim=True) > 0).to(h.dtype)  # [B, 1 or S*Q, 1]
         return (att.softmax(dim=-1) @ z) * any_item
+
+    def _recent_vectors(
+        self, learned: torch.Tensor, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
+        own: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[B, S, K, D]``: per scenario, the item vectors of the ``K = cfg.recent_items`` most
+        recent distinct known items the scenario's view reads (``own``: ``[B or 1, S]``), the k-th
+        newest scaled by ``alpha * beta**k``. A missing item (short history) or ``alpha`` 0 takes
+        the scenario's first learned vector instead, which leaves ``max_q`` as it was."""
+        cfg, k = self.cfg, self.cfg.recent_items
+        t = item_idx.shape[1]
+        vectors = self.item_vectors(item_idx)  # [B, T, D]
+        known = mask * (item_idx > UNKNOWN_ITEM).to(mask.dtype)  # [B, T]
+        same_item = (item_idx[:, :, None] == item_idx[:, None, :]).to(mask.dtype)  # [B, T, T]
+        newer = torch.ones(t, t, dtype=mask.dtype, device=mask.device).triu(1)  # [j, i]: i after j
+        slots = torch.arange(k, dtype=mask.dtype, device=mask.device)
+        out = []
+        for s, (alpha, beta) in enumerate(cfg.recent_weights):
+            fallback = learned[:, s, :1, :].expand(-1, k, -1)
+            if alpha <= 0:
+                out.append(fallback)
+                continue
+            own_s = own[:, s : s + 1].to(mask.dtype)  # [B or 1, 1]
+            seen = known * (own_s * (scenario_idx == s).to(mask.dtype) + 1.0 - own_s)
+            repeated = ((same_item * newer) @ seen[:, :, None]).squeeze(2) > 0  # touched again later
+            latest = seen * (~repeated).to(mask.dtype)
+            rank = latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)  # latest ones newer than it
+            pick = ((rank[:, None, :] == slots[None, :, None]) & (latest[:, None, :] > 0)).to(vectors.dtype)
+            scale = torch.tensor([alpha * beta**j for j in range(k)], dtype=vectors.dtype, device=mask.device)
+            found = pick.sum(dim=2, keepdim=True) > 0  # [B, K, 1]
+            out.append(torch.where(found, (pick @ vectors) * scale[None, :, None], fallback))
+        return torch.stack(out, dim=1)
 
     def temperature(self) -> torch.Tensor:
         """Learnable softmax temperature, kept inside [0.01, 1]."""

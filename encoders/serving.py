@@ -75,7 +75,8 @@ class InterestEncoder:
 
     @property
     def n_queries(self) -> int:
-        return self.manifest.config.n_queries
+        """Vectors per scenario: the learned queries, then the recent items (if the model has them)."""
+        return self.manifest.config.n_vectors
 
     @property
     def dim(self) -> int:
@@ -98,7 +99,7 @@ class InterestEncoder:
         """Interest vectors for each user in ``batch`` (any size, empty sequences allowed)."""
         cfg = self.manifest.config
         if not batch:
-            return np.zeros((0, len(cfg.scenarios), cfg.n_queries, cfg.dim), np.float32)
+            return np.zeros((0, len(cfg.scenarios), cfg.n_vectors, cfg.dim), np.float32)
         text_fn = self._text.encode if self._text is not None else None
         inputs = build_inputs(batch, self._index, cfg, text_fn)
         (out,) = self._session.run(["interests"], inputs)

@@ -9,6 +9,9 @@ scenario, from the vectors alone (no held-out targets needed):
   random sample of at most ``max_users`` users. Near 1: collapse.
 * ``intra_user_query_cos``: mean cosine between one user's ``Q`` query vectors (distinct pairs),
   averaged over users. Near 1: the queries are redundant.
+
+Both cosines read the learned query vectors only (``n_learned``): a model's recent-item vectors
+are items the user touched, not a summary of the user.
 * ``distinct_top_k``: number of distinct items over all users' top-``k`` lists.
 * ``top1_share``: share of users whose #1 item is the most common #1 item.
 * ``planted_share`` (when ``planted`` is given): share of the users' top-``k`` items that lie in
@@ -81,22 +84,26 @@ def personalization_report(
     max_users: int = 2000,
     seed: int = 0,
     scenarios: Sequence[int] | None = None,
+    n_learned: int | None = None,
 ) -> dict[int, dict[str, float]]:
     """Per scenario index: the collapse diagnostics described in the module docstring.
 
     ``user_vecs``: ``[N, S, Q, D]`` interest vectors; ``item_vecs``: ``[C, D]`` item vectors;
     ``candidate_columns``: one array of columns of ``item_vecs`` for every scenario, or one per
-    scenario (sequence or mapping); ``planted``: per user, the set of columns it truly likes.
+    scenario (sequence or mapping); ``planted``: per user, the set of columns it truly likes;
+    ``n_learned``: the first ``n_learned`` of the ``Q`` vectors are the learned queries the
+    cosines read (None: all), the rest (recent items) join only the ranking.
     """
     user_vecs = np.asarray(user_vecs, np.float64)
     item_vecs = np.asarray(item_vecs, np.float64)
-    n, n_scen, n_q, _ = user_vecs.shape
+    n, n_scen, _, _ = user_vecs.shape
+    n_q = n_learned or user_vecs.shape[2]
     out: dict[int, dict[str, float]] = {}
     for s in scenarios if scenarios is not None else range(n_scen):
-        u = user_vecs[:, s]  # [N, Q, D]
+        u = user_vecs[:, s, :n_q]  # [N, Q, D]
         q = _normalise(u)
         cols = _scenario_columns(candidate_columns, s)
-        top = topk_lists(u, item_vecs, cols, k)
+        top = topk_lists(user_vecs[:, s], item_vecs, cols, k)
         firsts, counts = np.unique(top[:, 0], return_counts=True)
         row: dict[str, float] = {
             "cross_user_cos": cross_user_cosine(u, max_users, seed),

@@ -94,7 +94,7 @@ class ModelScorer:
             parts.append(self.model(**inputs))
         if not parts:
             cfg = self.model.cfg
-            return torch.zeros(0, len(cfg.scenarios), cfg.n_queries, cfg.dim, device=device)
+            return torch.zeros(0, len(cfg.scenarios), cfg.n_vectors, cfg.dim, device=device)
         done = torch.cat(parts)
         out = torch.empty_like(done)
         out[torch.from_numpy(order).to(device)] = done

@@ -23,7 +23,7 @@ from encoders.items import title_table
 from encoders.model import InterestModel
 from encoders.train import load_checkpoint, train
 
-__all__ = ["VIEWS_KEY", "EvaluationConfig", "Results", "SeenMasked", "repeat_share", "run_evaluation"]
+__all__ = ["RECENT_KEY", "VIEWS_KEY", "EvaluationConfig", "Results", "SeenMasked", "repeat_share", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
 KNN_DECAYS = (0.5, 0.7, 0.8, 0.9, 1.0)  # recency weights tried for kNN on the validation users
@@ -32,6 +32,9 @@ KNN_DECAYS = (0.5, 0.7, 0.8, 0.9, 1.0)  # recency weights tried for kNN on the v
 REPEAT_SHARE_TO_MASK = 0.01
 Results = dict[str, dict[str, dict[str, float]]]  # method -> "<scenario> <slice>" -> metric -> value
 VIEWS_KEY = "views (validation NDCG@10)"  # results entry: each scenario's view scores and choice
+RECENT_KEY = "recent items (validation NDCG@10)"  # results entry: each scenario's recent-item weights
+#: (alpha, beta) tried for each scenario's recent items on the validation users; (0, 1): none
+RECENT_GRID = ((0.0, 1.0),) + tuple((a, b) for a in (0.4, 0.6, 0.8, 1.0) for b in (0.7, 0.85, 0.95))
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,10 @@ def _tuned_knn(split: Split, cfg: EvaluationConfig, wrap) -> ScorerProtocol:  # 
 def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, policy: MixingPolicyProtocol | None,
                  scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path,  # noqa: ANN001
                  text_fn: TextFn | None = None, results: Results | None = None) -> InterestModel:
-    """Train with the epoch chosen on ``val``. With ``results`` (a model reading several
-    scenarios) each scenario's view is chosen too: the own view where it scores higher on
-    ``val``, each epoch scored by its scenarios' better views; the choice goes into ``results``."""
+    """Train with the epoch chosen on ``val``, then choose each scenario's recent-item weights on
+    ``val``. With ``results`` (a model reading several scenarios) each scenario's view is chosen
+    too, before them: the own view where it scores higher on ``val``, each epoch scored by its
+    scenarios' better views; the choices go into ``results``."""
     views = (False, True) if results is not None else (False,)
 
     def per_view(model: InterestModel) -> np.ndarray:
@@ -124,14 +128,36 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
 
     model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn))
     if results is None:
-        return model
+        return _choose_recent_weights(model, split, cfg, policy, scenarios, val, wrap, text_fn, {})
     scores = per_view(model)
     own = tuple(model.cfg.scenarios[c.scenario] for c, a, o in zip(val, *scores, strict=True) if o > a)
     for c, a, o in zip(val, *scores, strict=True):
         results.setdefault(VIEWS_KEY, {})[split.scenario_names[c.scenario]] = {
             "all view": float(a), "own view": float(o), "own view chosen": float(o > a)}
     logger.info("own-view scenarios chosen on validation users: %s", list(own))
-    return model.with_own_views(own)
+    return _choose_recent_weights(model.with_own_views(own), split, cfg, policy, scenarios, val, wrap, text_fn,
+                                  results)
+
+
+def _choose_recent_weights(model: InterestModel, split: Split, cfg: EvaluationConfig,
+                           policy: MixingPolicyProtocol | None, scenarios: tuple[int, ...] | None,
+                           val: Sequence[EvalCases], wrap, text_fn: TextFn | None,  # noqa: ANN001
+                           results: Results) -> InterestModel:
+    """Per scenario, the (alpha, beta) of ``RECENT_GRID`` whose recent items score best on
+    ``val`` (ties: the earlier, so none unless they help); the choice goes into ``results``."""
+    n_scen = len(model.cfg.scenarios)
+    scores = np.array([_val_ndcg(wrap(ModelScorer(model.with_recent_weights(((a, b),) * n_scen), split.dataset,
+                                                  policy, scenarios, text_fn=text_fn)), val, cfg)
+                       for a, b in RECENT_GRID])  # [grid, val cases]
+    chosen = [RECENT_GRID[0]] * n_scen
+    for j, c in enumerate(val):
+        best = int(scores[:, j].argmax())
+        chosen[c.scenario] = RECENT_GRID[best]
+        results.setdefault(RECENT_KEY, {})[split.scenario_names[c.scenario]] = {
+            "alpha": RECENT_GRID[best][0], "beta": RECENT_GRID[best][1],
+            "without": float(scores[0, j]), "with": float(scores[best, j])}
+    logger.info("recent-item weights chosen on validation users: %s", chosen)
+    return model.with_recent_weights(tuple(chosen) if any(a > 0 for a, _ in chosen) else ())
 
 
 def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,
@@ -147,7 +173,8 @@ def _personalization(model: InterestModel, split: Split, policy: MixingPolicyPro
                        for h in c.histories]
         contexts = c.contexts()
         users = np.concatenate([scorer.interests(contexts[i:i + 512]).numpy() for i in range(0, len(contexts), 512)])
-        row = personalization_report(users, items, c.columns, planted=planted, scenarios=[c.scenario])[c.scenario]
+        row = personalization_report(users, items, c.columns, planted=planted, scenarios=[c.scenario],
+                                     n_learned=model.cfg.n_queries)[c.scenario]
         results.setdefault("personalization (unistate)", {})[f"{split.scenario_names[c.scenario]} report"] = row
 
 

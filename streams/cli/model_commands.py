@@ -57,12 +57,28 @@ def _histories(args: argparse.Namespace) -> list[Any] | None:
     return None
 
 
+def _recent_weight(text: str) -> tuple[str, tuple[float, float]]:
+    """``SCENARIO=ALPHA,BETA`` (``--recent``) → ``(scenario, (alpha, beta))``."""
+    scenario, _, numbers = text.partition("=")
+    try:
+        alpha, beta = (float(x) for x in numbers.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SCENARIO=ALPHA,BETA, got {text!r}") from None
+    if scenario not in ("feed", "search", "ads") or alpha < 0 or not 0 < beta <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: SCENARIO is feed, search or ads; ALPHA >= 0; 0 < BETA <= 1")
+    return scenario, (alpha, beta)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from encoders.dataset import EventDataset
     from encoders.train import train
 
     cfg = _train_config(args)
     cfg = replace(cfg, model=cfg.model.with_(own_view_scenarios=tuple(args.own_view)))
+    recent = dict(args.recent)
+    if recent:
+        weights = tuple(recent.get(s, (0.0, 1.0)) for s in cfg.model.scenarios)
+        cfg = replace(cfg, model=cfg.model.with_(recent_weights=weights))
     histories = _histories(args)
     if histories is None:
         from encoders.data.synthetic import synthetic_dataset
@@ -176,10 +192,10 @@ def _report(results: dict, json_path: Path | None) -> int:
     """Print one markdown table per slice ("sampled", "full"), the views chosen on validation
     users, then the personalization report."""
     from encoders.evaluation.ranking import format_table
-    from encoders.evaluation.run import VIEWS_KEY
+    from encoders.evaluation.run import RECENT_KEY, VIEWS_KEY
 
     reports = results.get("personalization (unistate)", {})
-    ranked = {m: r for m, r in results.items() if m not in ("personalization (unistate)", VIEWS_KEY)}
+    ranked = {m: r for m, r in results.items() if m not in ("personalization (unistate)", VIEWS_KEY, RECENT_KEY)}
     for key in ("sampled", "full"):
         view = {m: {k: v for k, v in r.items() if k.endswith(" " + key)} for m, r in ranked.items()}
         print(f"\n### {key}\n")
@@ -188,6 +204,12 @@ def _report(results: dict, json_path: Path | None) -> int:
         print("\n### views (unistate, validation users: NDCG@10; 1 = the own view serves)\n")
         print(format_table({k: {"": v} for k, v in results[VIEWS_KEY].items()},
                            ("all view", "own view", "own view chosen")))
+    if RECENT_KEY in results:
+        print("\n### recent items (unistate, validation users: NDCG@10 without and with them; alpha 0 = none)\n")
+        print(format_table({k: {"": v} for k, v in results[RECENT_KEY].items()}, ("alpha", "beta", "without", "with")))
+        chosen = [f"--recent {s}={v['alpha']:g},{v['beta']:g}" for s, v in results[RECENT_KEY].items() if v["alpha"]]
+        if chosen:
+            print(f"\n`unistate train` serves them with: {' '.join(chosen)}")
     if reports:
         print("\n### personalization (unistate, test users)\n")
         print(format_table({k.removesuffix(" report"): {"": v} for k, v in reports.items()},
@@ -245,6 +267,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--own-view", nargs="*", default=[], choices=["feed", "search", "ads"], metavar="SCENARIO",
                    help="serve these scenarios' vectors from their own events only (`evaluate` on your "
                    "events chooses them on validation users: its 'views' table)")
+    p.add_argument("--recent", action="append", default=[], type=_recent_weight, metavar="SCENARIO=ALPHA,BETA",
+                   help="append the user's most recent items to SCENARIO's vectors, the k-th newest scaled by "
+                   "ALPHA*BETA^k (repeatable; `evaluate` chooses them on validation users and prints the "
+                   "options; default: none)")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_train))
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX + manifest for the worker")

@@ -72,6 +72,29 @@ def test_onnx_serves_own_view_scenarios_like_torch(
     assert np.abs(out[:, 1] - before[:, 1]).max() > 1e-2
 
 
+def test_onnx_serves_recent_items_like_torch(
+    tiny_artifact: Path, tiny_dataset: EventDataset, policy: object, tmp_path: Path
+) -> None:
+    """Recent items join the exported graph: the output grows by ``recent_items`` vectors per
+    scenario, equal to torch's, and the manifest says so."""
+    from encoders.export import export
+
+    ckpt = torch.load(tiny_artifact / "model.pt", weights_only=False)
+    ckpt["model_config"]["recent_weights"] = [[1.0, 0.9], [0.0, 1.0], [0.6, 0.8]]
+    torch.save(ckpt, tmp_path / "model.pt")
+    export(tmp_path / "model.pt", tmp_path / "artifact")
+    encoder = InterestEncoder.load(tmp_path / "artifact")
+    plain = InterestEncoder.load(tiny_artifact / "artifact")
+    rng = np.random.default_rng(1)
+    seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:9]]
+    seqs += [random_sequence(rng, int(n), tiny_dataset.items) for n in rng.integers(0, 40, 7)]
+    out = encoder.encode(seqs)
+    assert out.shape == (len(seqs), 3, plain.n_queries + 5, plain.dim) == (len(seqs), 3, encoder.n_queries, encoder.dim)
+    assert np.abs(out - torch_reference(tmp_path, seqs, encoder.item_index)).max() <= 1e-3
+    assert np.abs(out[:, :, : plain.n_queries] - plain.encode(seqs)).max() <= 1e-3
+    assert encoder.encode([]).shape == (0, 3, encoder.n_queries, encoder.dim)
+
+
 def test_empty_sequences_and_empty_batch_give_normalised_vectors(tiny_artifact: Path) -> None:
     encoder = InterestEncoder.load(tiny_artifact / "artifact")
     empty = SequenceInput([], [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)

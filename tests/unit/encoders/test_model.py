@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from encoders.config import ModelConfig, TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
-from encoders.features import build_inputs
+from encoders.features import SequenceInput, build_inputs
 from encoders.model import InterestModel
 from encoders.train import (
     _targets,
@@ -141,13 +141,15 @@ def _trained_weights(model: InterestModel) -> InterestModel:
     return model.eval()
 
 
+@pytest.mark.parametrize("recent", [(), ((1.0, 0.9), (0.5, 0.8), (1.0, 1.0))], ids=["learned", "recent-items"])
 def test_the_own_view_of_a_scenario_reads_that_scenarios_events_alone(
-    tiny_dataset: EventDataset, tiny_config: ModelConfig
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, recent: tuple
 ) -> None:
     """In the own view a scenario's vectors are the same whether or not the other scenarios'
-    events are in the sequence (ranks, attention and the item pool all stay inside it); in the
-    all view they are not."""
-    model = _trained_weights(InterestModel(tiny_config.with_(n_items=tiny_dataset.n_items)))
+    events are in the sequence (ranks, attention, the item pool and the recent items all stay
+    inside it); in the all view they are not."""
+    cfg = tiny_config.with_(n_items=tiny_dataset.n_items, recent_weights=recent)
+    model = _trained_weights(InterestModel(cfg))
     n = model.cfg.max_len  # longer sequences keep their newest events: a filtered one keeps more
     histories = [h for h in tiny_dataset.histories if len(set(h.scenario_idx[:n].tolist())) == 3][:4]
     assert len(histories) == 4
@@ -164,6 +166,60 @@ def test_the_own_view_of_a_scenario_reads_that_scenarios_events_alone(
         alone = [h.context(min(n, len(h)), None, (s,)) for h in histories]
         assert torch.allclose(own[:, s], run(alone, 1.0)[:, s], atol=1e-5)
         assert not torch.allclose(every[:, s], run(alone, 0.0)[:, s], atol=1e-3)
+
+
+def _recent_model(tiny_config: ModelConfig, weights: tuple) -> tuple[InterestModel, dict[str, int]]:
+    items = [f"i{k}" for k in range(6)]
+    index = {item: row for row, item in enumerate(items, start=2)}
+    cfg = tiny_config.with_(n_items=len(items) + 2, recent_items=3, recent_weights=weights)
+    return _trained_weights(InterestModel(cfg)), index
+
+
+def _encode(model: InterestModel, index: dict[str, int], item_ids: list, scenarios: list[int]) -> torch.Tensor:
+    n = len(item_ids)
+    seq = SequenceInput(item_ids, [None] * n, np.array(scenarios), np.ones(n, np.int64), np.arange(n) * 1000, n * 1000)
+    with torch.no_grad():
+        return model(**{k: torch.from_numpy(v) for k, v in build_inputs([seq], index, model.cfg).items()})[0]
+
+
+def test_recent_items_follow_the_learned_queries_newest_distinct_first_and_scaled(tiny_config: ModelConfig) -> None:
+    """Per scenario: the learned queries, then the vectors of the newest distinct known items,
+    the k-th scaled by alpha * beta**k; unknown items are skipped and an unfilled slot (or
+    alpha 0) repeats the first learned query, which cannot change max_q."""
+    model, index = _recent_model(tiny_config, ((1.0, 0.5), (0.0, 1.0), (0.8, 1.0)))
+    q = model.cfg.n_queries
+    out = _encode(model, index, ["i2", "i3", "never-seen", "i2", None], [0, 1, 2, 0, 1])
+    learned = model.with_recent_weights(())
+    assert out.shape == (3, q + 3, model.cfg.dim)
+    assert torch.allclose(out[:, :q], _encode(learned, index, ["i2", "i3", "never-seen", "i2", None], [0, 1, 2, 0, 1]))
+    vec = model.item_vectors(torch.tensor([index["i2"], index["i3"]])).detach()
+    assert torch.allclose(out[0, q], vec[0], atol=1e-6)  # i2, touched again last: newest, once
+    assert torch.allclose(out[0, q + 1], 0.5 * vec[1], atol=1e-6)
+    assert torch.allclose(out[0, q + 2], out[0, 0])  # only two known items
+    assert torch.allclose(out[2, q], 0.8 * vec[0], atol=1e-6)
+    assert torch.allclose(out[1, q:], out[1, :1].expand(3, -1))  # alpha 0: none
+
+
+def test_training_scores_the_learned_queries_and_the_checkpoint_keeps_the_recent_weights(
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object, tmp_path: Path
+) -> None:
+    from encoders.train import load_checkpoint
+
+    weights = ((1.0, 0.9),) * 3
+    cfg = TrainConfig(model=tiny_config.with_(recent_weights=weights), n_negatives=32, epochs=1, max_epochs=1,
+                      min_steps=1, progress=False)
+    model, _, _ = load_checkpoint(train(cfg, tiny_dataset, policy, tmp_path))
+    assert model.cfg.recent_weights == weights
+    seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:3]]
+    inputs = {k: torch.from_numpy(v) for k, v in build_inputs(seqs, tiny_dataset.index, model.cfg).items()}
+    with torch.no_grad():
+        assert model(**inputs).shape[2] == model.cfg.n_queries + model.cfg.recent_items
+
+
+@pytest.mark.parametrize("weights", [((1.0, 0.9),), ((-0.1, 0.9),) * 3, ((1.0, 0.0),) * 3, ((1.0, 1.5),) * 3])
+def test_recent_weights_need_one_valid_pair_per_scenario(weights: tuple) -> None:
+    with pytest.raises(ConfigError, match="recent_weights"):
+        ModelConfig(recent_weights=weights)
 
 
 def test_serving_gives_each_scenario_the_view_the_config_names(
