@@ -1,5 +1,6 @@
 """Encoder serving benchmark: batched vs single-user ONNX Runtime calls, ONNX Runtime vs torch eager,
-and a model serving own views vs the same weights in the all view.
+a model serving own views vs the same weights in the all view, and one with recent items vs the
+same weights without them.
 
 A small model (the default ``ModelConfig`` architecture) is trained for one short epoch on
 synthetic events and exported into a temporary directory with ``encoders.train.train`` and
@@ -92,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
     parser.add_argument("--no-batching", action="store_true", help="skip the batched vs single-user table")
     parser.add_argument("--no-views", action="store_true", help="skip the own-view vs all-view table")
+    parser.add_argument("--no-recent", action="store_true", help="skip the recent-items vs none table")
     return parser.parse_args(argv)
 
 
@@ -206,24 +208,31 @@ def runtime_table(encoder, run_torch, users: list, sizes: list[int], args: argpa
     )
 
 
-def own_view_encoder(ckpt: Path, root: Path, providers: list[str]):
-    """The same checkpoint exported with feed and search in the own view (one graph, doubled batch)."""
+def variant_encoder(ckpt: Path, root: Path, name: str, providers: list[str], **config: object):
+    """The same checkpoint exported with some model config keys changed (``config``)."""
     import torch
 
     from encoders.export import export
     from encoders.serving import InterestEncoder
 
     data = torch.load(ckpt, weights_only=False)
-    data["model_config"]["own_view_scenarios"] = ["feed", "search"]
-    torch.save(data, root / "views.pt")
-    export(root / "views.pt", root / "views")
-    return InterestEncoder.load(root / "views", providers=providers)
+    data["model_config"].update(config)
+    torch.save(data, root / f"{name}.pt")
+    export(root / f"{name}.pt", root / name)
+    return InterestEncoder.load(root / name, providers=providers)
 
 
 def views_table(encoder, views, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
     return comparison_table(
         "all view (no own-view scenarios): ms/batch | users/s | feed and search in the own view: ms/batch | users/s",
         "cost (own views ÷ all view)", encoder.encode, views.encode, users, sizes, args, "own views vs all view",
+    )
+
+
+def recent_table(encoder, recent, users: list, sizes: list[int], args: argparse.Namespace) -> list[str]:
+    return comparison_table(
+        "learned vectors only: ms/batch | users/s | + 5 recent items in every scenario: ms/batch | users/s",
+        "cost (recent items ÷ none)", encoder.encode, recent.encode, users, sizes, args, "recent items vs none",
     )
 
 
@@ -266,9 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n### (b) ONNX Runtime vs torch {torch.__version__} eager (torch threads={args.threads})\n")
             print("\n".join(runtime_table(encoder, run_torch, users, args.batch_sizes, args)))
         if not args.no_views:
-            views = own_view_encoder(Path(ckpt), Path(tmp), args.providers)
+            views = variant_encoder(Path(ckpt), Path(tmp), "views", args.providers,
+                                    own_view_scenarios=["feed", "search"])
             print("\n### (c) ONNX Runtime: own views for feed and search vs the all view (same weights)\n")
             print("\n".join(views_table(encoder, views, users, args.batch_sizes, args)))
+        if not args.no_recent:
+            recent = variant_encoder(Path(ckpt), Path(tmp), "recent", args.providers,
+                                     recent_weights=[[1.0, 0.95]] * len(cfg.scenarios))
+            print("\n### (d) ONNX Runtime: 5 recent items after each scenario's vectors vs none (same weights)\n")
+            print("\n".join(recent_table(encoder, recent, users, args.batch_sizes, args)))
     return 0
 
 

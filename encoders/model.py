@@ -103,14 +103,15 @@ class InterestModel(nn.Module):
 
     def with_own_views(self, scenarios: tuple[str, ...]) -> InterestModel:
         """The same weights, serving ``scenarios`` in the own view (a new model, eval mode)."""
-        model = InterestModel(self.cfg.with_(own_view_scenarios=scenarios))
-        model.load_state_dict(self.state_dict())
-        return model.to(self.log_tau.device).eval()
+        return self._served_as(own_view_scenarios=scenarios)
 
     def with_recent_weights(self, weights: tuple[tuple[float, float], ...]) -> InterestModel:
         """The same weights, appending the recent items scaled by ``weights`` (per scenario
         ``(alpha, beta)``; empty: none) to each scenario's vectors (a new model, eval mode)."""
-        model = InterestModel(self.cfg.with_(recent_weights=tuple(weights)))
+        return self._served_as(recent_weights=tuple(weights))
+
+    def _served_as(self, **changes: object) -> InterestModel:
+        model = InterestModel(self.cfg.with_(**changes))
         model.load_state_dict(self.state_dict())
         return model.to(self.log_tau.device).eval()
 

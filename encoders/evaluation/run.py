@@ -109,10 +109,10 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
                  scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path,  # noqa: ANN001
                  text_fn: TextFn | None = None, results: Results | None = None) -> InterestModel:
     """Train with the epoch chosen on ``val``, then choose each scenario's recent-item weights on
-    ``val``. With ``results`` (a model reading several scenarios) each scenario's view is chosen
-    too, before them: the own view where it scores higher on ``val``, each epoch scored by its
-    scenarios' better views; the choices go into ``results``."""
-    views = (False, True) if results is not None else (False,)
+    ``val``; with ``results`` the choices go into it. With ``results`` and several scenarios in
+    ``val`` each scenario's view is chosen too, before them: the own view where it scores higher
+    on ``val``, each epoch scored by its scenarios' better views."""
+    views = (False, True) if results is not None and len(val) > 1 else (False,)
 
     def per_view(model: InterestModel) -> np.ndarray:
         """``[views, scenarios]`` validation NDCG@10."""
@@ -127,8 +127,9 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
         return float(scores.max(axis=0).mean())
 
     model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn))
-    if results is None:
-        return _choose_recent_weights(model, split, cfg, policy, scenarios, val, wrap, text_fn, {})
+    if len(views) == 1:
+        return _choose_recent_weights(model, split, cfg, policy, scenarios, val, wrap, text_fn,
+                                      {} if results is None else results)
     scores = per_view(model)
     own = tuple(model.cfg.scenarios[c.scenario] for c, a, o in zip(val, *scores, strict=True) if o > a)
     for c, a, o in zip(val, *scores, strict=True):
@@ -223,7 +224,7 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         model = _train_model(split, cfg, cfg.train, policy, None, split.val, wrap, work / "model", text_fn,
-                             results if len(split.val) > 1 else None)
+                             results)
         _score("unistate", wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn)), split.test, split, cfg,
                results)
         if vectors is not None:

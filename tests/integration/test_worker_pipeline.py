@@ -118,7 +118,10 @@ def test_events_from_three_topics_land_in_one_sequence_and_redis_equals_the_mode
     assert stored.model_version == encoder.model_version
     for s, scenario in enumerate(encoder.scenarios):
         np.testing.assert_allclose(stored.vectors[scenario], direct[s], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(np.linalg.norm(stored.vectors[scenario], axis=-1), 1.0, atol=1e-4)
+        norms = np.linalg.norm(stored.vectors[scenario], axis=-1)  # the queries, then the recent items
+        assert stored.vectors[scenario].shape[0] == encoder.n_queries == 4
+        np.testing.assert_allclose(norms[:2], 1.0, atol=1e-4)
+        assert (norms[2:] <= 1.0 + 1e-4).all()
     # Downstream consumers see a notification per publish, the last one at the stored version.
     notes = [msgpack.unpackb(m.value()) for m in read_topic(kafka_broker.bootstrap, names.updates, 2,
                                                                stored.version)

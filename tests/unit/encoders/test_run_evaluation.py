@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from encoders import presets
 from encoders.config import DEFAULT_SCENARIOS
 from encoders.data.synthetic import item_titles, planted_items, synthetic_dataset
-from encoders.evaluation.run import VIEWS_KEY, EvaluationConfig, run_evaluation
+from encoders.dataset import UserHistory
+from encoders.evaluation.run import RECENT_GRID, RECENT_KEY, VIEWS_KEY, EvaluationConfig, run_evaluation
 from state.mixing import MixingPolicy
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,6 +33,9 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
     assert set(views) == set(DEFAULT_SCENARIOS)
     for v in views.values():
         assert v["own view chosen"] == float(v["own view"] > v["all view"])
+    for r in results[RECENT_KEY].values():  # each scenario's recent-item weights, chosen on validation users
+        assert (r["alpha"], r["beta"]) in RECENT_GRID
+        assert r["with"] >= r["without"] and (r["with"] == r["without"]) == (r["alpha"] == 0.0)
     report = results["personalization (unistate)"]
     assert set(report) == {f"{s} report" for s in DEFAULT_SCENARIOS}
     assert all(0.0 < r["planted_chance"] < r["planted_share"] <= 1.0 for r in report.values())
@@ -54,3 +59,25 @@ def test_with_item_titles_new_items_are_ranked_by_their_title_alone(tmp_path: Pa
     assert set(new) == set(pooled) == {f"{s} {slice_}" for s in DEFAULT_SCENARIOS for slice_ in ("sampled", "full")}
     assert all(0.0 <= m["NDCG@10"] <= 1.0 for m in new.values())
     assert new != results["unistate"] and new != pooled  # its own scores, not a copy of another row
+
+
+def test_recent_items_are_chosen_where_users_come_back_to_what_they_just_touched() -> None:
+    """Every ad a user clicks is the one just shown to them: the learned vectors of a briefly
+    trained model cannot know which ad that is, the newest recent item can (in either view)."""
+    rng = np.random.default_rng(0)
+    histories = []
+    for u in range(120):
+        events, ts = [], 0
+        for _ in range(6):
+            for item in rng.choice(400, 3, replace=False):
+                events.append((ts := ts + 1000, f"i{item}", None, 0, 1))
+            ad = f"ad{rng.integers(300)}"
+            events += [(ts + 1000, ad, None, 2, 0), (ts + 2000, ad, None, 2, 1)]  # shown, then clicked
+            ts += 2000
+        histories.append(UserHistory.from_events(f"u{u}", events))
+    train = replace(presets.demo(), epochs=1, max_epochs=1, min_steps=0, progress=False)
+    results = run_evaluation(histories, DEFAULT_SCENARIOS, EvaluationConfig(train=train, single_scenarios=()),
+                             MixingPolicy())
+    ads = results[RECENT_KEY]["ads"]
+    assert ads["alpha"] > 0 and ads["with"] > 0.9 > ads["without"]
+    assert results["unistate"]["ads sampled"]["NDCG@10"] > 0.9

@@ -145,3 +145,13 @@ def test_inspect_plot_without_matplotlib_exits_1_with_an_install_hint(monkeypatc
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
     assert main(["inspect", "u1", "--plot", str(tmp_path / "u1.png")]) == 1
     assert "pip install 'unistate[plot]'" in capsys.readouterr().err
+
+
+def test_train_recent_takes_scenario_alpha_beta_and_refuses_anything_else(capsys) -> None:
+    args = build_parser().parse_args(["train", "--out", "ck", "--recent", "ads=1,0.95", "--recent", "feed=0.4,0.7"])
+    assert args.recent == [("ads", (1.0, 0.95)), ("feed", (0.4, 0.7))]
+    for bad in ("ads=1", "shop=1,0.9", "ads=-1,0.9", "ads=1,0", "ads=1,x"):
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args(["train", "--out", "ck", "--recent", bad])
+        assert info.value.code == 2
+        assert "SCENARIO" in capsys.readouterr().err
