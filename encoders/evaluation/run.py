@@ -23,7 +23,10 @@ from encoders.items import title_table
 from encoders.model import InterestModel
 from encoders.train import load_checkpoint, train
 
-__all__ = ["RECENT_KEY", "VIEWS_KEY", "EvaluationConfig", "Results", "SeenMasked", "repeat_share", "run_evaluation"]
+__all__ = [
+    "RECENT_KEY", "VIEWS_KEY", "EvaluationConfig", "RecentGridScorer", "Results", "SeenMasked", "repeat_share",
+    "run_evaluation",
+]
 
 logger = logging.getLogger(__name__)
 KNN_DECAYS = (0.5, 0.7, 0.8, 0.9, 1.0)  # recency weights tried for kNN on the validation users
@@ -147,9 +150,13 @@ def _choose_recent_weights(model: InterestModel, split: Split, cfg: EvaluationCo
     """Per scenario, the (alpha, beta) of ``RECENT_GRID`` whose recent items score best on
     ``val`` (ties: the earlier, so none unless they help); the choice goes into ``results``."""
     n_scen = len(model.cfg.scenarios)
-    scores = np.array([_val_ndcg(wrap(ModelScorer(model.with_recent_weights(((a, b),) * n_scen), split.dataset,
-                                                  policy, scenarios, text_fn=text_fn)), val, cfg)
-                       for a, b in RECENT_GRID])  # [grid, val cases]
+    grid = RecentGridScorer(ModelScorer(model.with_recent_weights(((1.0, 1.0),) * n_scen), split.dataset, policy,
+                                        scenarios, text_fn=text_fn), model.cfg.n_queries)
+    scores = []
+    for weights in RECENT_GRID:
+        grid.weights = weights
+        scores.append(_val_ndcg(wrap(grid), val, cfg))
+    scores = np.array(scores)  # [grid, val cases]
     chosen = [RECENT_GRID[0]] * n_scen
     for j, c in enumerate(val):
         best = int(scores[:, j].argmax())
@@ -159,6 +166,43 @@ def _choose_recent_weights(model: InterestModel, split: Split, cfg: EvaluationCo
             "without": float(scores[0, j]), "with": float(scores[best, j])}
     logger.info("recent-item weights chosen on validation users: %s", chosen)
     return model.with_recent_weights(tuple(chosen) if any(a > 0 for a, _ in chosen) else ())
+
+
+class RecentGridScorer:
+    """Scores as a model whose every scenario has the recent-item weights ``weights`` would,
+    from one forward pass per context batch of the same model with weights (1, 1): the learned
+    vectors do not depend on the weights, and each recent row is the item's vector scaled by
+    ``alpha * beta**k``, or (no item) a copy of learned row 0, which stays unscaled. Each
+    context batch's vectors are kept, so the grid costs one forward pass."""
+
+    def __init__(self, unscaled: ModelScorer, n_queries: int) -> None:
+        self.unscaled, self.n_queries = unscaled, n_queries
+        self.weights = (0.0, 1.0)
+        self._interests: dict[tuple, torch.Tensor] = {}
+        self._items: dict[bytes, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def vectors(self, contexts: Sequence[UserHistory], scenario: int) -> torch.Tensor:
+        """``[N, V, D]``: the scenario's vectors under ``weights`` (V = Q without recent items)."""
+        key = (tuple((h.user_id, len(h)) for h in contexts), scenario)
+        if key not in self._interests:
+            self._interests[key] = self.unscaled.interests(contexts)[:, scenario]  # [N, Q+K, D]
+        u = self._interests[key]
+        learned, recent = u[:, : self.n_queries], u[:, self.n_queries :]
+        alpha, beta = self.weights
+        if alpha <= 0:
+            return learned
+        found = (recent != learned[:, :1]).any(dim=-1, keepdim=True)  # a fallback row copies row 0
+        scale = torch.tensor([alpha * beta**k for k in range(recent.shape[1])], dtype=u.dtype, device=u.device)
+        return torch.cat([learned, torch.where(found, recent * scale[None, :, None], learned[:, :1])], dim=1)
+
+    @torch.no_grad()
+    def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
+        if columns.tobytes() not in self._items:
+            device = next(self.unscaled.model.parameters()).device
+            self._items[columns.tobytes()] = self.unscaled.item_vectors(torch.from_numpy(columns).to(device))
+        u = self.vectors(contexts, scenario)
+        return torch.einsum("nqd,cd->nqc", u, self._items[columns.tobytes()]).amax(dim=1).cpu().numpy()
 
 
 def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,

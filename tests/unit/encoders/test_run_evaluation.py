@@ -81,3 +81,34 @@ def test_recent_items_are_chosen_where_users_come_back_to_what_they_just_touched
     ads = results[RECENT_KEY]["ads"]
     assert ads["alpha"] > 0 and ads["with"] > 0.9 > ads["without"]
     assert results["unistate"]["ads sampled"]["NDCG@10"] > 0.9
+
+
+def test_the_recent_grid_scores_as_the_model_served_with_those_weights() -> None:
+    """One forward pass with weights (1, 1), rescaled, equals serving each grid point's weights:
+    the vectors (fallback rows of short histories included; alpha 0 keeps the learned ones, which
+    score as its copies of row 0) and the scores."""
+    import torch
+
+    from encoders.dataset import EventDataset
+    from encoders.evaluation.ranking import ModelScorer
+    from encoders.evaluation.run import RecentGridScorer
+    from encoders.model import InterestModel
+
+    data = synthetic_dataset(20, seed=1, mean_events=6)
+    torch.manual_seed(0)
+    model = InterestModel(presets.demo().model.with_(n_items=data.n_items)).eval()
+    dataset = EventDataset(histories=data.histories, items=data.items)
+    unscaled = ModelScorer(model.with_recent_weights(((1.0, 1.0),) * 3), dataset, MixingPolicy())
+    grid = RecentGridScorer(unscaled, model.cfg.n_queries)
+    contexts = [h.prefix(n) for h in data.histories for n in (1, 2, len(h))]
+    columns = np.arange(2, data.n_items)
+    for weights in RECENT_GRID:
+        grid.weights = weights
+        served = ModelScorer(model.with_recent_weights((weights,) * 3), dataset, MixingPolicy())
+        for s in range(3):
+            expected = served.interests(contexts)[:, s]
+            if weights[0] == 0:
+                expected = expected[:, : model.cfg.n_queries]
+            torch.testing.assert_close(grid.vectors(contexts, s), expected, atol=1e-6, rtol=1e-5)
+            np.testing.assert_allclose(grid.scores(contexts, columns, s), served.scores(contexts, columns, s),
+                                       atol=1e-5)
