@@ -73,6 +73,11 @@ class ModelConfig:
     #: first learned vector instead (no effect on ``max_q``). Empty: learned vectors only (what
     #: training scores). ``evaluate`` chooses them on validation users (docs/model.md).
     recent_weights: tuple[tuple[float, float], ...] = ()
+    #: per scenario ``(gamma, delta)``: each learned vector gets ``gamma * sum_k delta**k * v_k``
+    #: added, ``v_k`` the k-th newest of the same recent items, so every item scores a little for
+    #: its likeness to what the user just touched (the co-occurrence kNN's signal, in the model's
+    #: space). Empty, or ``gamma`` 0: nothing added. ``evaluate`` chooses them on validation users.
+    recent_pool: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -89,6 +94,11 @@ class ModelConfig:
                               f"got {len(self.recent_weights)}")
         if any(a < 0 or not 0 < b <= 1 for a, b in self.recent_weights):
             raise ConfigError(f"recent_weights: alpha must be >= 0 and beta in (0, 1], got {self.recent_weights}")
+        if self.recent_pool and len(self.recent_pool) != len(self.scenarios):
+            raise ConfigError(f"recent_pool needs one (gamma, delta) per scenario ({len(self.scenarios)}), "
+                              f"got {len(self.recent_pool)}")
+        if any(g < 0 or not 0 < d <= 1 for g, d in self.recent_pool):
+            raise ConfigError(f"recent_pool: gamma must be >= 0 and delta in (0, 1], got {self.recent_pool}")
         if self.recent_items < 0:
             raise ConfigError(f"recent_items={self.recent_items} must be >= 0")
 
@@ -110,7 +120,8 @@ class ModelConfig:
             raise ConfigError(f"unknown ModelConfig keys: {sorted(unknown)}")
         data = {**_LEGACY_MODEL_KEYS, **data}  # checkpoints written before these keys existed
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        values["recent_weights"] = tuple(tuple(w) for w in values.get("recent_weights", ()))
+        for key in ("recent_weights", "recent_pool"):
+            values[key] = tuple(tuple(w) for w in values.get(key, ()))
         return cls(**values)
 
     def with_(self, **changes: Any) -> ModelConfig:

@@ -47,7 +47,8 @@ class Block(nn.Module):
 
 class InterestModel(nn.Module):
     """Maps a mixed event sequence to ``[B, S, Q, D]`` L2-normalised interest vectors, and with
-    ``cfg.recent_weights`` the scaled vectors of the user's most recent items after them.
+    ``cfg.recent_weights`` the scaled vectors of the user's most recent items after them
+    (``cfg.recent_pool``: their decayed sum added to the learned ones, which are then not unit length).
 
     Items live in the same space: ``item_vectors(idx)`` passes the item token content through
     the shared projection head used for the query outputs.
@@ -105,10 +106,12 @@ class InterestModel(nn.Module):
         """The same weights, serving ``scenarios`` in the own view (a new model, eval mode)."""
         return self._served_as(own_view_scenarios=scenarios)
 
-    def with_recent_weights(self, weights: tuple[tuple[float, float], ...]) -> InterestModel:
+    def with_recent_weights(self, weights: tuple[tuple[float, float], ...],
+                            pool: tuple[tuple[float, float], ...] = ()) -> InterestModel:
         """The same weights, appending the recent items scaled by ``weights`` (per scenario
-        ``(alpha, beta)``; empty: none) to each scenario's vectors (a new model, eval mode)."""
-        return self._served_as(recent_weights=tuple(weights))
+        ``(alpha, beta)``) to each scenario's vectors and adding their sum decayed by ``pool``
+        (per scenario ``(gamma, delta)``) to its learned ones; empty: none (a new model, eval mode)."""
+        return self._served_as(recent_weights=tuple(weights), recent_pool=tuple(pool))
 
     def _served_as(self, **changes: object) -> InterestModel:
         model = InterestModel(self.cfg.with_(**changes))
@@ -170,9 +173,9 @@ class InterestModel(nn.Module):
             both = self._encode(*doubled, own_view=views)
             learned = torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
             own = self.own_scenarios[None, :]
-        if not self.cfg.recent_weights:
+        if not (self.cfg.recent_weights or self.cfg.recent_pool):
             return learned
-        return torch.cat([learned, self._recent_vectors(learned, item_idx, scenario_idx, mask, own)], dim=2)
+        return self._with_recent_items(learned, item_idx, scenario_idx, mask, own)
 
     def _encode(self, *inputs: torch.Tensor | None, own_view: torch.Tensor | None) -> torch.Tensor:
         """``forward``'s inputs, in its order, with every row's view given (None: the all view)."""
@@ -253,37 +256,62 @@ class InterestModel(nn.Module):
         any_item = (has_item.sum(dim=2, keepdim=True) > 0).to(h.dtype)  # [B, 1 or S*Q, 1]
         return (att.softmax(dim=-1) @ z) * any_item
 
-    def _recent_vectors(
+    def _with_recent_items(
         self, learned: torch.Tensor, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
         own: torch.Tensor,
     ) -> torch.Tensor:
-        """``[B, S, K, D]``: per scenario, the item vectors of the ``K = cfg.recent_items`` most
-        recent distinct known items the scenario's view reads (``own``: ``[B or 1, S]``), the k-th
-        newest scaled by ``alpha * beta**k``. A missing item (short history) or ``alpha`` 0 takes
-        the scenario's first learned vector instead, which leaves ``max_q`` as it was."""
+        """``learned`` (``[B, S, Q, D]``) with each scenario's recent items: ``cfg.recent_pool``
+        adds their decayed sum to every learned vector, then ``cfg.recent_weights`` appends them
+        (``[B, S, Q + K, D]``), the k-th newest scaled by ``alpha * beta**k``. An appended slot
+        with no item (short history), or ``alpha`` 0, repeats the scenario's first vector, which
+        leaves ``max_q`` as it was."""
         cfg, k = self.cfg, self.cfg.recent_items
-        t = item_idx.shape[1]
+        n_scen = len(cfg.scenarios)
+        weights = cfg.recent_weights or ((0.0, 1.0),) * n_scen
+        pools = cfg.recent_pool or ((0.0, 1.0),) * n_scen
         vectors = self.item_vectors(item_idx)  # [B, T, D]
+        scenarios, appended = [], []
+        for s in range(n_scen):
+            (alpha, beta), (gamma, delta) = weights[s], pools[s]
+            vecs = learned[:, s]  # [B, Q, D]
+            if alpha > 0 or gamma > 0:
+                recent, found = self._recent_items(vectors, item_idx, scenario_idx, mask, own, s)
+                if gamma > 0:
+                    decay = torch.tensor([gamma * delta**j for j in range(k)], dtype=vectors.dtype,
+                                         device=mask.device)
+                    vecs = vecs + (recent * found * decay[None, :, None]).sum(dim=1, keepdim=True)
+            fallback = vecs[:, :1, :].expand(-1, k, -1)
+            if alpha > 0:
+                scale = torch.tensor([alpha * beta**j for j in range(k)], dtype=vectors.dtype, device=mask.device)
+                appended.append(torch.where(found > 0, recent * scale[None, :, None], fallback))
+            else:
+                appended.append(fallback)
+            scenarios.append(vecs)
+        out = torch.stack(scenarios, dim=1)
+        if not cfg.recent_weights:
+            return out
+        return torch.cat([out, torch.stack(appended, dim=1)], dim=2)
+
+    def _recent_items(
+        self, vectors: torch.Tensor, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
+        own: torch.Tensor, s: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scenario ``s``'s ``K = cfg.recent_items`` most recent distinct known items that its view
+        reads (``own``: ``[B or 1, S]``): their vectors (``[B, K, D]``, from ``vectors``:
+        ``[B, T, D]``) and whether each slot holds one (``[B, K, 1]``, 0 or 1)."""
+        k, t = self.cfg.recent_items, item_idx.shape[1]
         known = mask * (item_idx > UNKNOWN_ITEM).to(mask.dtype)  # [B, T]
         same_item = (item_idx[:, :, None] == item_idx[:, None, :]).to(mask.dtype)  # [B, T, T]
         newer = torch.ones(t, t, dtype=mask.dtype, device=mask.device).triu(1)  # [j, i]: i after j
         slots = torch.arange(k, dtype=mask.dtype, device=mask.device)
-        out = []
-        for s, (alpha, beta) in enumerate(cfg.recent_weights):
-            fallback = learned[:, s, :1, :].expand(-1, k, -1)
-            if alpha <= 0:
-                out.append(fallback)
-                continue
-            own_s = own[:, s : s + 1].to(mask.dtype)  # [B or 1, 1]
-            seen = known * (own_s * (scenario_idx == s).to(mask.dtype) + 1.0 - own_s)
-            repeated = ((same_item * newer) @ seen[:, :, None]).squeeze(2) > 0  # touched again later
-            latest = seen * (~repeated).to(mask.dtype)
-            rank = latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)  # latest ones newer than it
-            pick = ((rank[:, None, :] == slots[None, :, None]) & (latest[:, None, :] > 0)).to(vectors.dtype)
-            scale = torch.tensor([alpha * beta**j for j in range(k)], dtype=vectors.dtype, device=mask.device)
-            found = pick.sum(dim=2, keepdim=True) > 0  # [B, K, 1]
-            out.append(torch.where(found, (pick @ vectors) * scale[None, :, None], fallback))
-        return torch.stack(out, dim=1)
+        own_s = own[:, s : s + 1].to(mask.dtype)  # [B or 1, 1]
+        seen = known * (own_s * (scenario_idx == s).to(mask.dtype) + 1.0 - own_s)
+        repeated = ((same_item * newer) @ seen[:, :, None]).squeeze(2) > 0  # touched again later
+        latest = seen * (~repeated).to(mask.dtype)
+        rank = latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)  # latest ones newer than it
+        pick = ((rank[:, None, :] == slots[None, :, None]) & (latest[:, None, :] > 0)).to(vectors.dtype)
+        found = (pick.sum(dim=2, keepdim=True) > 0).to(vectors.dtype)
+        return pick @ vectors, found
 
     def temperature(self) -> torch.Tensor:
         """Learnable softmax temperature, kept inside [0.01, 1]."""

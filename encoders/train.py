@@ -211,8 +211,8 @@ def train(
     rng = np.random.default_rng(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     content = None if dataset.content is None else torch.from_numpy(dataset.content)
-    # training scores the learned queries alone; the checkpoint keeps the recent-item weights
-    model = InterestModel(cfg.with_(recent_weights=()), content).to(device)
+    # training scores the learned queries alone; the checkpoint keeps the recent-item weights and pool
+    model = InterestModel(cfg.with_(recent_weights=(), recent_pool=()), content).to(device)
     with torch.no_grad():
         model.log_tau.fill_(float(np.log(config.init_tau)))
     averaged = copy.deepcopy(model) if config.ema_decay is not None else model  # what is scored and saved

@@ -38,6 +38,8 @@ VIEWS_KEY = "views (validation NDCG@10)"  # results entry: each scenario's view 
 RECENT_KEY = "recent items (validation NDCG@10)"  # results entry: each scenario's recent-item weights
 #: (alpha, beta) tried for each scenario's recent items on the validation users; (0, 1): none
 RECENT_GRID = ((0.0, 1.0),) + tuple((a, b) for a in (0.4, 0.6, 0.8, 1.0) for b in (0.7, 0.85, 0.95))
+#: (gamma, delta) tried for each scenario's recent pool, after its recent items; (0, 1): none
+POOL_GRID = ((0.0, 1.0),) + tuple((g, d) for g in (0.02, 0.05, 0.1, 0.2, 0.4) for d in (0.5, 0.7, 0.9))
 
 
 @dataclass(frozen=True)
@@ -148,36 +150,50 @@ def _choose_recent_weights(model: InterestModel, split: Split, cfg: EvaluationCo
                            val: Sequence[EvalCases], wrap, text_fn: TextFn | None,  # noqa: ANN001
                            results: Results) -> InterestModel:
     """Per scenario, the (alpha, beta) of ``RECENT_GRID`` whose recent items score best on
-    ``val`` (ties: the earlier, so none unless they help); the choice goes into ``results``."""
+    ``val``, then with them the (gamma, delta) of ``POOL_GRID`` (ties: the earlier, so none
+    unless they help); the choices go into ``results``."""
     n_scen = len(model.cfg.scenarios)
     grid = RecentGridScorer(ModelScorer(model.with_recent_weights(((1.0, 1.0),) * n_scen), split.dataset, policy,
                                         scenarios, text_fn=text_fn), model.cfg.n_queries)
-    scores = []
-    for weights in RECENT_GRID:
-        grid.weights = weights
-        scores.append(_val_ndcg(wrap(grid), val, cfg))
-    scores = np.array(scores)  # [grid, val cases]
-    chosen = [RECENT_GRID[0]] * n_scen
+
+    def best(options: Sequence[tuple[float, float]], fixed: dict[int, tuple[float, float]],
+             pool: bool) -> tuple[list[int], np.ndarray]:
+        scores = []  # [options, val cases]
+        for option in options:
+            grid.weights = {c.scenario: (*fixed[c.scenario], *option) if pool else (*option, 0.0, 1.0)
+                            for c in val}
+            scores.append(_val_ndcg(wrap(grid), val, cfg))
+        scores = np.array(scores)
+        return [int(i) for i in scores.argmax(axis=0)], scores
+
+    picks, item_scores = best(RECENT_GRID, {}, pool=False)
+    chosen = {c.scenario: RECENT_GRID[i] for c, i in zip(val, picks, strict=True)}
+    pool_picks, pool_scores = best(POOL_GRID, chosen, pool=True)
+    pools = {c.scenario: POOL_GRID[i] for c, i in zip(val, pool_picks, strict=True)}
     for j, c in enumerate(val):
-        best = int(scores[:, j].argmax())
-        chosen[c.scenario] = RECENT_GRID[best]
+        (alpha, beta), (gamma, delta) = chosen[c.scenario], pools[c.scenario]
         results.setdefault(RECENT_KEY, {})[split.scenario_names[c.scenario]] = {
-            "alpha": RECENT_GRID[best][0], "beta": RECENT_GRID[best][1],
-            "without": float(scores[0, j]), "with": float(scores[best, j])}
-    logger.info("recent-item weights chosen on validation users: %s", chosen)
-    return model.with_recent_weights(tuple(chosen) if any(a > 0 for a, _ in chosen) else ())
+            "alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta, "without": float(item_scores[0, j]),
+            "with": float(item_scores[picks[j], j]), "with pool": float(pool_scores[pool_picks[j], j])}
+    weights = tuple(chosen.get(s, RECENT_GRID[0]) for s in range(n_scen))
+    pool = tuple(pools.get(s, POOL_GRID[0]) for s in range(n_scen))
+    logger.info("recent-item weights and pool chosen on validation users: %s %s", weights, pool)
+    return model.with_recent_weights(weights if any(a > 0 for a, _ in weights) else (),
+                                     pool if any(g > 0 for g, _ in pool) else ())
 
 
 class RecentGridScorer:
-    """Scores as a model whose every scenario has the recent-item weights ``weights`` would,
-    from one forward pass per context batch of the same model with weights (1, 1): the learned
-    vectors do not depend on the weights, and each recent row is the item's vector scaled by
-    ``alpha * beta**k``, or (no item) a copy of learned row 0, which stays unscaled. Each
-    context batch's vectors are kept, so the grid costs one forward pass."""
+    """Scores as a model whose scenarios have the recent-item weights and pool ``weights``
+    (scenario → ``(alpha, beta, gamma, delta)``; missing: none) would, from one forward pass
+    per context batch of the same model with weights (1, 1) and no pool: the learned vectors do
+    not depend on them, and each recent row is the item's vector, or (no item) a copy of learned
+    row 0. The pool adds ``gamma * delta**k`` times the k-th found row to every learned vector;
+    the appended rows are scaled by ``alpha * beta**k``, a missing one copying pooled row 0.
+    Each context batch's vectors are kept, so the grid costs one forward pass."""
 
     def __init__(self, unscaled: ModelScorer, n_queries: int) -> None:
         self.unscaled, self.n_queries = unscaled, n_queries
-        self.weights = (0.0, 1.0)
+        self.weights: dict[int, tuple[float, float, float, float]] = {}
         self._interests: dict[tuple, torch.Tensor] = {}
         self._items: dict[bytes, torch.Tensor] = {}
 
@@ -189,12 +205,15 @@ class RecentGridScorer:
             self._interests[key] = self.unscaled.interests(contexts)[:, scenario]  # [N, Q+K, D]
         u = self._interests[key]
         learned, recent = u[:, : self.n_queries], u[:, self.n_queries :]
-        alpha, beta = self.weights
+        alpha, beta, gamma, delta = self.weights.get(scenario, (0.0, 1.0, 0.0, 1.0))
+        found = (recent != learned[:, :1]).any(dim=-1, keepdim=True)  # a fallback row copies row 0
+        k = torch.arange(recent.shape[1], dtype=u.dtype, device=u.device)
+        if gamma > 0:
+            learned = learned + (recent * found * (gamma * delta**k)[None, :, None]).sum(dim=1, keepdim=True)
         if alpha <= 0:
             return learned
-        found = (recent != learned[:, :1]).any(dim=-1, keepdim=True)  # a fallback row copies row 0
-        scale = torch.tensor([alpha * beta**k for k in range(recent.shape[1])], dtype=u.dtype, device=u.device)
-        return torch.cat([learned, torch.where(found, recent * scale[None, :, None], learned[:, :1])], dim=1)
+        return torch.cat([learned, torch.where(found, recent * (alpha * beta**k)[None, :, None], learned[:, :1])],
+                         dim=1)
 
     @torch.no_grad()
     def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,16 +58,22 @@ def _histories(args: argparse.Namespace) -> list[Any] | None:
     return None
 
 
-def _recent_weight(text: str) -> tuple[str, tuple[float, float]]:
-    """``SCENARIO=ALPHA,BETA`` (``--recent``) → ``(scenario, (alpha, beta))``."""
-    scenario, _, numbers = text.partition("=")
-    try:
-        alpha, beta = (float(x) for x in numbers.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SCENARIO=ALPHA,BETA, got {text!r}") from None
-    if scenario not in ("feed", "search", "ads") or alpha < 0 or not 0 < beta <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: SCENARIO is feed, search or ads; ALPHA >= 0; 0 < BETA <= 1")
-    return scenario, (alpha, beta)
+def _scenario_pair(names: str) -> Callable[[str], tuple[str, tuple[float, float]]]:
+    """Parser of ``SCENARIO=A,B`` (``names``: "ALPHA,BETA") → ``(scenario, (a, b))``; A >= 0, 0 < B <= 1."""
+    first, second = names.split(",")
+
+    def parse(text: str) -> tuple[str, tuple[float, float]]:
+        scenario, _, numbers = text.partition("=")
+        try:
+            a, b = (float(x) for x in numbers.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected SCENARIO={names}, got {text!r}") from None
+        if scenario not in ("feed", "search", "ads") or a < 0 or not 0 < b <= 1:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: SCENARIO is feed, search or ads; {first} >= 0; 0 < {second} <= 1")
+        return scenario, (a, b)
+
+    return parse
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -75,10 +82,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     cfg = replace(cfg, model=cfg.model.with_(own_view_scenarios=tuple(args.own_view)))
-    recent = dict(args.recent)
-    if recent:
-        weights = tuple(recent.get(s, (0.0, 1.0)) for s in cfg.model.scenarios)
-        cfg = replace(cfg, model=cfg.model.with_(recent_weights=weights))
+    for option, key in ((args.recent, "recent_weights"), (args.recent_pool, "recent_pool")):
+        if option:
+            per_scenario = dict(option)
+            weights = tuple(per_scenario.get(s, (0.0, 1.0)) for s in cfg.model.scenarios)
+            cfg = replace(cfg, model=cfg.model.with_(**{key: weights}))
     histories = _histories(args)
     if histories is None:
         from encoders.data.synthetic import synthetic_dataset
@@ -205,9 +213,13 @@ def _report(results: dict, json_path: Path | None) -> int:
         print(format_table({k: {"": v} for k, v in results[VIEWS_KEY].items()},
                            ("all view", "own view", "own view chosen")))
     if RECENT_KEY in results:
-        print("\n### recent items (unistate, validation users: NDCG@10 without and with them; alpha 0 = none)\n")
-        print(format_table({k: {"": v} for k, v in results[RECENT_KEY].items()}, ("alpha", "beta", "without", "with")))
+        print("\n### recent items (unistate, validation users: NDCG@10 without them, with them, then with "
+              "the pool; alpha / gamma 0 = none)\n")
+        print(format_table({k: {"": v} for k, v in results[RECENT_KEY].items()},
+                           ("alpha", "beta", "gamma", "delta", "without", "with", "with pool")))
         chosen = [f"--recent {s}={v['alpha']:g},{v['beta']:g}" for s, v in results[RECENT_KEY].items() if v["alpha"]]
+        chosen += [f"--recent-pool {s}={v['gamma']:g},{v['delta']:g}"
+                   for s, v in results[RECENT_KEY].items() if v.get("gamma")]
         if chosen:
             print(f"\n`unistate train` serves them with: {' '.join(chosen)}")
     if reports:
@@ -267,10 +279,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--own-view", nargs="*", default=[], choices=["feed", "search", "ads"], metavar="SCENARIO",
                    help="serve these scenarios' vectors from their own events only (`evaluate` on your "
                    "events chooses them on validation users: its 'views' table)")
-    p.add_argument("--recent", action="append", default=[], type=_recent_weight, metavar="SCENARIO=ALPHA,BETA",
+    p.add_argument("--recent", action="append", default=[], type=_scenario_pair("ALPHA,BETA"),
+                   metavar="SCENARIO=ALPHA,BETA",
                    help="append the user's most recent items to SCENARIO's vectors, the k-th newest scaled by "
                    "ALPHA*BETA^k (repeatable; `evaluate` chooses them on validation users and prints the "
                    "options; default: none)")
+    p.add_argument("--recent-pool", action="append", default=[], type=_scenario_pair("GAMMA,DELTA"),
+                   metavar="SCENARIO=GAMMA,DELTA",
+                   help="add GAMMA*DELTA^k times the k-th newest of those items to each of SCENARIO's learned "
+                   "vectors (repeatable; chosen and printed by `evaluate` like --recent; default: none)")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_train))
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX + manifest for the worker")

@@ -120,8 +120,12 @@ def test_events_from_three_topics_land_in_one_sequence_and_redis_equals_the_mode
         np.testing.assert_allclose(stored.vectors[scenario], direct[s], rtol=1e-5, atol=1e-6)
         norms = np.linalg.norm(stored.vectors[scenario], axis=-1)  # the queries, then the recent items
         assert stored.vectors[scenario].shape[0] == encoder.n_queries == 4
-        np.testing.assert_allclose(norms[:2], 1.0, atol=1e-4)
-        assert (norms[2:] <= 1.0 + 1e-4).all()
+        if scenario == "feed":  # no recent items (copies of row 0); the pool moved the learned ones
+            np.testing.assert_allclose(stored.vectors[scenario][2:], stored.vectors[scenario][[0, 0]])
+            assert np.abs(norms[:2] - 1.0).max() > 1e-3
+        else:
+            np.testing.assert_allclose(norms[:2], 1.0, atol=1e-4)
+            assert (norms[2:] <= 1.0 + 1e-4).all()
     # Downstream consumers see a notification per publish, the last one at the stored version.
     notes = [msgpack.unpackb(m.value()) for m in read_topic(kafka_broker.bootstrap, names.updates, 2,
                                                                stored.version)

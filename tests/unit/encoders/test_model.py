@@ -141,14 +141,15 @@ def _trained_weights(model: InterestModel) -> InterestModel:
     return model.eval()
 
 
-@pytest.mark.parametrize("recent", [(), ((1.0, 0.9), (0.5, 0.8), (1.0, 1.0))], ids=["learned", "recent-items"])
+@pytest.mark.parametrize(("recent", "pool"), [((), ()), (((1.0, 0.9), (0.5, 0.8), (1.0, 1.0)), ((0.2, 0.7),) * 3)],
+                         ids=["learned", "recent-items"])
 def test_the_own_view_of_a_scenario_reads_that_scenarios_events_alone(
-    tiny_dataset: EventDataset, tiny_config: ModelConfig, recent: tuple
+    tiny_dataset: EventDataset, tiny_config: ModelConfig, recent: tuple, pool: tuple
 ) -> None:
     """In the own view a scenario's vectors are the same whether or not the other scenarios'
     events are in the sequence (ranks, attention, the item pool and the recent items all stay
     inside it); in the all view they are not."""
-    cfg = tiny_config.with_(n_items=tiny_dataset.n_items, recent_weights=recent)
+    cfg = tiny_config.with_(n_items=tiny_dataset.n_items, recent_weights=recent, recent_pool=pool)
     model = _trained_weights(InterestModel(cfg))
     n = model.cfg.max_len  # longer sequences keep their newest events: a filtered one keeps more
     histories = [h for h in tiny_dataset.histories if len(set(h.scenario_idx[:n].tolist())) == 3][:4]
@@ -200,16 +201,33 @@ def test_recent_items_follow_the_learned_queries_newest_distinct_first_and_scale
     assert torch.allclose(out[1, q:], out[1, :1].expand(3, -1))  # alpha 0: none
 
 
+def test_the_recent_pool_adds_the_decayed_recent_items_to_every_learned_vector(tiny_config: ModelConfig) -> None:
+    """gamma * delta**k times the k-th newest distinct known item joins each learned vector of
+    its scenario (gamma 0: none); the appended recent rows are unchanged, and a missing one
+    repeats the pooled first vector."""
+    model, index = _recent_model(tiny_config, ((1.0, 0.5), (0.0, 1.0), (0.8, 1.0)))
+    pooled = model.with_recent_weights(model.cfg.recent_weights, ((0.5, 0.4), (0.0, 1.0), (0.1, 1.0)))
+    items, scenarios = ["i2", "i3", "never-seen", "i2", None], [0, 1, 2, 0, 1]
+    q = model.cfg.n_queries
+    before, after = _encode(model, index, items, scenarios), _encode(pooled, index, items, scenarios)
+    vec = model.item_vectors(torch.tensor([index["i2"], index["i3"]])).detach()
+    assert torch.allclose(after[0, :q], before[0, :q] + 0.5 * vec[0] + 0.5 * 0.4 * vec[1], atol=1e-6)
+    assert torch.allclose(after[2, :q], before[2, :q] + 0.1 * (vec[0] + vec[1]), atol=1e-6)
+    assert torch.allclose(after[1], before[1])  # gamma 0
+    assert torch.allclose(after[0, q : q + 2], before[0, q : q + 2])
+    assert torch.allclose(after[0, q + 2], after[0, 0])
+
+
 def test_training_scores_the_learned_queries_and_the_checkpoint_keeps_the_recent_weights(
     tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object, tmp_path: Path
 ) -> None:
     from encoders.train import load_checkpoint
 
-    weights = ((1.0, 0.9),) * 3
-    cfg = TrainConfig(model=tiny_config.with_(recent_weights=weights), n_negatives=32, epochs=1, max_epochs=1,
-                      min_steps=1, progress=False)
+    weights, pool = ((1.0, 0.9),) * 3, ((0.1, 0.7),) * 3
+    cfg = TrainConfig(model=tiny_config.with_(recent_weights=weights, recent_pool=pool), n_negatives=32, epochs=1,
+                      max_epochs=1, min_steps=1, progress=False)
     model, _, _ = load_checkpoint(train(cfg, tiny_dataset, policy, tmp_path))
-    assert model.cfg.recent_weights == weights
+    assert model.cfg.recent_weights == weights and model.cfg.recent_pool == pool
     seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:3]]
     inputs = {k: torch.from_numpy(v) for k, v in build_inputs(seqs, tiny_dataset.index, model.cfg).items()}
     with torch.no_grad():
@@ -220,6 +238,8 @@ def test_training_scores_the_learned_queries_and_the_checkpoint_keeps_the_recent
 def test_recent_weights_need_one_valid_pair_per_scenario(weights: tuple) -> None:
     with pytest.raises(ConfigError, match="recent_weights"):
         ModelConfig(recent_weights=weights)
+    with pytest.raises(ConfigError, match="recent_pool"):
+        ModelConfig(recent_pool=weights)
 
 
 def test_serving_gives_each_scenario_the_view_the_config_names(

@@ -12,7 +12,7 @@ from encoders import presets
 from encoders.config import DEFAULT_SCENARIOS
 from encoders.data.synthetic import item_titles, planted_items, synthetic_dataset
 from encoders.dataset import UserHistory
-from encoders.evaluation.run import RECENT_GRID, RECENT_KEY, VIEWS_KEY, EvaluationConfig, run_evaluation
+from encoders.evaluation.run import POOL_GRID, RECENT_GRID, RECENT_KEY, VIEWS_KEY, EvaluationConfig, run_evaluation
 from state.mixing import MixingPolicy
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,6 +36,8 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
     for r in results[RECENT_KEY].values():  # each scenario's recent-item weights, chosen on validation users
         assert (r["alpha"], r["beta"]) in RECENT_GRID
         assert r["with"] >= r["without"] and (r["with"] == r["without"]) == (r["alpha"] == 0.0)
+        assert (r["gamma"], r["delta"]) in POOL_GRID
+        assert r["with pool"] >= r["with"] and (r["with pool"] == r["with"]) == (r["gamma"] == 0.0)
     report = results["personalization (unistate)"]
     assert set(report) == {f"{s} report" for s in DEFAULT_SCENARIOS}
     assert all(0.0 < r["planted_chance"] < r["planted_share"] <= 1.0 for r in report.values())
@@ -84,9 +86,9 @@ def test_recent_items_are_chosen_where_users_come_back_to_what_they_just_touched
 
 
 def test_the_recent_grid_scores_as_the_model_served_with_those_weights() -> None:
-    """One forward pass with weights (1, 1), rescaled, equals serving each grid point's weights:
-    the vectors (fallback rows of short histories included; alpha 0 keeps the learned ones, which
-    score as its copies of row 0) and the scores."""
+    """One forward pass with weights (1, 1), rescaled, equals serving each grid point's weights
+    and pool: the vectors (fallback rows of short histories included; alpha 0 keeps the learned
+    ones, which score as its copies of row 0) and the scores."""
     import torch
 
     from encoders.dataset import EventDataset
@@ -102,9 +104,10 @@ def test_the_recent_grid_scores_as_the_model_served_with_those_weights() -> None
     grid = RecentGridScorer(unscaled, model.cfg.n_queries)
     contexts = [h.prefix(n) for h in data.histories for n in (1, 2, len(h))]
     columns = np.arange(2, data.n_items)
-    for weights in RECENT_GRID:
-        grid.weights = weights
-        served = ModelScorer(model.with_recent_weights((weights,) * 3), dataset, MixingPolicy())
+    points = [(w, POOL_GRID[0]) for w in RECENT_GRID] + [(w, p) for w in RECENT_GRID[:2] for p in POOL_GRID]
+    for weights, pool in points:
+        grid.weights = {s: (*weights, *pool) for s in range(3)}
+        served = ModelScorer(model.with_recent_weights((weights,) * 3, (pool,) * 3), dataset, MixingPolicy())
         for s in range(3):
             expected = served.interests(contexts)[:, s]
             if weights[0] == 0:

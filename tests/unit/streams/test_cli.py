@@ -155,3 +155,10 @@ def test_train_recent_takes_scenario_alpha_beta_and_refuses_anything_else(capsys
             build_parser().parse_args(["train", "--out", "ck", "--recent", bad])
         assert info.value.code == 2
         assert "SCENARIO" in capsys.readouterr().err
+
+
+def test_train_recent_pool_takes_scenario_gamma_delta() -> None:
+    args = build_parser().parse_args(["train", "--out", "ck", "--recent-pool", "feed=0.05,0.7"])
+    assert args.recent_pool == [("feed", (0.05, 0.7))] and args.recent == []
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "ck", "--recent-pool", "feed=0.05,1.5"])
