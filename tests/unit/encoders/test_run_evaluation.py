@@ -85,6 +85,20 @@ def test_recent_items_are_chosen_where_users_come_back_to_what_they_just_touched
     assert results["unistate"]["ads sampled"]["NDCG@10"] > 0.9
 
 
+def test_a_grid_point_is_kept_only_if_its_validation_gain_is_clear() -> None:
+    """The best mean wins only if its paired gain over none exceeds ``CHOICE_Z`` standard errors."""
+    from encoders.evaluation.run import CHOICE_Z, _clear_gain
+
+    rng = np.random.default_rng(0)
+    none = rng.random(400)
+    diff = rng.normal(0.0, 0.3, 400)
+    diff += 0.5 * CHOICE_Z * diff.std(ddof=1) / np.sqrt(400) - diff.mean()  # half the gain it needs
+    noisy = none + diff
+    clear = none + 0.05 + rng.normal(0.0, 0.01, 400)
+    assert _clear_gain([none, noisy]) == 0 and _clear_gain([none, noisy, clear]) == 2
+    assert _clear_gain([none, none - 0.1]) == 0 and _clear_gain([none[:1], none[:1] + 1]) == 0
+
+
 def test_the_recent_grid_scores_as_the_model_served_with_those_weights() -> None:
     """One forward pass with weights (1, 1), rescaled, equals serving each grid point's weights
     and pool: the vectors (fallback rows of short histories included; alpha 0 keeps the learned
