@@ -270,12 +270,16 @@ class InterestModel(nn.Module):
         weights = cfg.recent_weights or ((0.0, 1.0),) * n_scen
         pools = cfg.recent_pool or ((0.0, 1.0),) * n_scen
         vectors = self.item_vectors(item_idx)  # [B, T, D]
+        t = item_idx.shape[1]
+        known = mask * (item_idx > UNKNOWN_ITEM).to(mask.dtype)  # [B, T]
+        newer = torch.ones(t, t, dtype=mask.dtype, device=mask.device).triu(1)  # [j, i]: i after j
+        later_same = (item_idx[:, :, None] == item_idx[:, None, :]).to(mask.dtype) * newer  # [B, T, T]
         scenarios, appended = [], []
         for s in range(n_scen):
             (alpha, beta), (gamma, delta) = weights[s], pools[s]
             vecs = learned[:, s]  # [B, Q, D]
             if alpha > 0 or gamma > 0:
-                recent, found = self._recent_items(vectors, item_idx, scenario_idx, mask, own, s)
+                recent, found = self._recent_items(vectors, known, later_same, scenario_idx, own, s)
                 if gamma > 0:
                     decay = torch.tensor([gamma * delta**j for j in range(k)], dtype=vectors.dtype,
                                          device=mask.device)
@@ -293,21 +297,20 @@ class InterestModel(nn.Module):
         return torch.cat([out, torch.stack(appended, dim=1)], dim=2)
 
     def _recent_items(
-        self, vectors: torch.Tensor, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
+        self, vectors: torch.Tensor, known: torch.Tensor, later_same: torch.Tensor, scenario_idx: torch.Tensor,
         own: torch.Tensor, s: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scenario ``s``'s ``K = cfg.recent_items`` most recent distinct known items that its view
         reads (``own``: ``[B or 1, S]``): their vectors (``[B, K, D]``, from ``vectors``:
-        ``[B, T, D]``) and whether each slot holds one (``[B, K, 1]``, 0 or 1)."""
-        k, t = self.cfg.recent_items, item_idx.shape[1]
-        known = mask * (item_idx > UNKNOWN_ITEM).to(mask.dtype)  # [B, T]
-        same_item = (item_idx[:, :, None] == item_idx[:, None, :]).to(mask.dtype)  # [B, T, T]
-        newer = torch.ones(t, t, dtype=mask.dtype, device=mask.device).triu(1)  # [j, i]: i after j
-        slots = torch.arange(k, dtype=mask.dtype, device=mask.device)
-        own_s = own[:, s : s + 1].to(mask.dtype)  # [B or 1, 1]
-        seen = known * (own_s * (scenario_idx == s).to(mask.dtype) + 1.0 - own_s)
-        repeated = ((same_item * newer) @ seen[:, :, None]).squeeze(2) > 0  # touched again later
-        latest = seen * (~repeated).to(mask.dtype)
+        ``[B, T, D]``) and whether each slot holds one (``[B, K, 1]``, 0 or 1). ``known``
+        (``[B, T]``): real events of known items; ``later_same`` (``[B, T, T]``): ``[j, i]`` 1
+        where event i is a later event of event j's item."""
+        dtype = known.dtype
+        slots = torch.arange(self.cfg.recent_items, dtype=dtype, device=known.device)
+        own_s = own[:, s : s + 1].to(dtype)  # [B or 1, 1]
+        seen = known * (own_s * (scenario_idx == s).to(dtype) + 1.0 - own_s)
+        repeated = (later_same @ seen[:, :, None]).squeeze(2) > 0  # touched again later
+        latest = seen * (~repeated).to(dtype)
         rank = latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)  # latest ones newer than it
         pick = ((rank[:, None, :] == slots[None, :, None]) & (latest[:, None, :] > 0)).to(vectors.dtype)
         found = (pick.sum(dim=2, keepdim=True) > 0).to(vectors.dtype)
