@@ -58,11 +58,14 @@ def topk_lists(user_vecs: np.ndarray, item_vecs: np.ndarray, columns: np.ndarray
                batch_size: int = 1024) -> np.ndarray:
     """``[N, k]`` item columns (indices into ``item_vecs``), best first; ``user_vecs`` is
     ``[N, Q, D]`` and an item's score is its best query's dot product."""
-    cand = item_vecs[columns]
+    cand_t = np.ascontiguousarray(item_vecs[columns].T)  # [D, C]: one matrix product per query
     k = min(k, len(columns))
     out = np.empty((len(user_vecs), k), np.int64)
     for start in range(0, len(user_vecs), batch_size):
-        s = np.einsum("nqd,cd->nqc", user_vecs[start:start + batch_size], cand).max(axis=1)
+        batch = user_vecs[start:start + batch_size]
+        s = batch[:, 0] @ cand_t
+        for q in range(1, batch.shape[1]):
+            np.maximum(s, batch[:, q] @ cand_t, out=s)
         part = np.argpartition(-s, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(s, part, 1), axis=1, kind="stable")
         out[start:start + batch_size] = columns[np.take_along_axis(part, order, 1)]

@@ -13,9 +13,13 @@ from encoders.dataset import EventDataset, UserHistory
 from encoders.evaluation.ranking import EvalCases
 from encoders.items import align_table, cooccurrence_table
 
-__all__ = ["Split", "development_histories", "split_events", "target_positions"]
+__all__ = [
+    "MIN_VALIDATION_USERS", "Split", "development_histories", "split_events", "target_positions", "validation_split",
+]
 
 logger = logging.getLogger(__name__)
+#: ``validation_split``: a scenario with fewer validation users keeps the defaults (no choices)
+MIN_VALIDATION_USERS = 20
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,38 @@ def split_events(
     logger.info("split users=%d val=%d test=%d train_events=%d scenarios=%s", len(histories), is_val.sum(),
                 is_test.sum(), sum(map(len, training)), [scenario_names[c.scenario] for c in test])
     return Split(dataset, test, val, scenario_names)
+
+
+def validation_split(
+    dataset: EventDataset, scenario_names: tuple[str, ...], seed: int = 0, val_share: float = 0.1,
+    max_val_users: int = 2000, min_val_users: int = MIN_VALIDATION_USERS,
+) -> Split:
+    """For training on every user (``unistate train``): validation users are drawn as in
+    ``split_events`` and lose their targets; every other event trains. ``test`` is empty, the
+    vocabulary is ``dataset``'s and the content table is left to training (its events only). A
+    scenario is validated when it has ``min_val_users`` validation users."""
+    histories = dataset.histories
+    n_scen = len(scenario_names)
+    targets = np.stack([target_positions(h, n_scen) for h in histories]) if histories else np.zeros((0, n_scen))
+    eligible = np.flatnonzero((targets >= 0).any(axis=1))
+    is_val = np.zeros(len(histories), bool)
+    rng = np.random.default_rng(seed)
+    is_val[eligible[_pick(len(eligible), min(max_val_users, max(1, int(val_share * len(eligible)))), rng)]] = True
+    known = set(dataset.items)
+    is_val &= np.array([all(h.item_ids[t] in known for t in row[row >= 0]) for h, row in zip(histories, targets,
+                                                                                          strict=True)], bool)
+    training = [h.without(t[t >= 0].tolist()) if v else h for h, t, v in zip(histories, targets, is_val, strict=True)]
+    training_set = EventDataset(histories=training, items=dataset.items)
+    catalogue = _catalogues(histories, n_scen)
+    val = []
+    for s in range(n_scen):
+        columns = np.array([training_set.index[i] for i in sorted(catalogue[s] & known)], np.int64)
+        cases = _cases(histories, targets[:, s], is_val, s, training_set, columns)
+        if len(cases.histories) >= min_val_users:
+            val.append(cases)
+    logger.info("validation split users=%d val=%d train_events=%d validated=%s", len(histories), is_val.sum(),
+                sum(map(len, training)), [scenario_names[c.scenario] for c in val])
+    return Split(training_set, [], val, scenario_names)
 
 
 def _catalogues(histories: list[UserHistory], n_scen: int) -> list[set[str]]:

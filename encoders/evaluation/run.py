@@ -17,15 +17,23 @@ from encoders.dataset import EventDataset, UserHistory
 from encoders.evaluation.baselines import CooccurrenceKnn, MeanPool, Popularity
 from encoders.evaluation.personalization import personalization_report
 from encoders.evaluation.protocol import Split, split_events
-from encoders.evaluation.ranking import EvalCases, ModelScorer, ScorerProtocol, evaluate_scorer, metrics_from_ranks
+from encoders.evaluation.ranking import (
+    EvalCases,
+    ModelScorer,
+    ScorerProtocol,
+    candidate_dot,
+    evaluate_scorer,
+    metrics_from_ranks,
+    sampled_ranks,
+)
 from encoders.features import MixingPolicyProtocol, TextFn
 from encoders.items import title_table
 from encoders.model import InterestModel
-from encoders.train import load_checkpoint, train
+from encoders.train import CHECKPOINT_NAME, load_checkpoint, train
 
 __all__ = [
     "RECENT_KEY", "VIEWS_KEY", "EvaluationConfig", "RecentGridScorer", "Results", "SeenMasked", "repeat_share",
-    "run_evaluation",
+    "run_evaluation", "train_with_choices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,6 +81,14 @@ class SeenMasked:
             s[r, cols[cols >= 0]] = -np.inf
         return s
 
+    def candidate_scores(self, contexts: Sequence[UserHistory], candidates: np.ndarray, columns: np.ndarray,
+                         scenario: int = 0) -> np.ndarray:
+        """Where the wrapped scorer has it (``ranking.sampled_ranks``)."""
+        s = np.asarray(self.scorer.candidate_scores(contexts, candidates, columns, scenario), np.float64)
+        for r, h in enumerate(contexts):
+            s[r, np.isin(columns[candidates[r]], self.dataset.item_rows(h))] = -np.inf
+        return s
+
 
 def repeat_share(histories: Sequence[UserHistory]) -> float:
     """Share of events whose item the same user already touched earlier."""
@@ -82,6 +98,17 @@ def repeat_share(histories: Sequence[UserHistory]) -> float:
         total += len(items)
         repeats += len(items) - len(set(items))
     return repeats / max(total, 1)
+
+
+def _seen_masking(split: Split) -> Callable[[ScorerProtocol], ScorerProtocol]:
+    """``SeenMasked`` around every scorer where the training events (almost) never repeat an item."""
+    mask = repeat_share(split.training) < REPEAT_SHARE_TO_MASK
+    logger.info("repeat_share=%.4f mask_seen=%s", repeat_share(split.training), mask)
+
+    def wrap(scorer: ScorerProtocol) -> ScorerProtocol:
+        return SeenMasked(scorer, split.dataset) if mask else scorer
+
+    return wrap
 
 
 def _score(name: str, scorer: ScorerProtocol, cases: Sequence[EvalCases], split: Split, cfg: EvaluationConfig,
@@ -104,9 +131,18 @@ def _val_ndcg_per_user(scorer: ScorerProtocol, cases: Sequence[EvalCases], cfg: 
     """Per case set, each validation user's NDCG@10 against the sampled negatives."""
     out = []
     for c in cases:
-        ranks = evaluate_scorer(scorer, c, min(cfg.n_negatives, len(c.columns) - 1), seed=cfg.seed + 1)["sampled"]
+        n_neg = min(cfg.n_negatives, len(c.columns) - 1)
+        if _scores_candidates(scorer):  # the same ranks, from the sampled candidates' scores alone
+            ranks = sampled_ranks(scorer, c, n_neg, seed=cfg.seed + 1)  # type: ignore[arg-type]
+        else:
+            ranks = evaluate_scorer(scorer, c, n_neg, seed=cfg.seed + 1)["sampled"]
         out.append(np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0))
     return out
+
+
+def _scores_candidates(scorer: ScorerProtocol) -> bool:
+    inner = scorer.scorer if isinstance(scorer, SeenMasked) else scorer
+    return hasattr(inner, "candidate_scores")
 
 
 def _clear_gain(per_option: Sequence[np.ndarray], z: float) -> int:
@@ -139,7 +175,8 @@ def _tuned_knn(split: Split, cfg: EvaluationConfig, wrap) -> ScorerProtocol:  # 
 
 def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, policy: MixingPolicyProtocol | None,
                  scenarios: tuple[int, ...] | None, val: Sequence[EvalCases], wrap, work: Path,  # noqa: ANN001
-                 text_fn: TextFn | None = None, results: Results | None = None) -> InterestModel:
+                 text_fn: TextFn | None = None, results: Results | None = None,
+                 mixing_policy: dict | None = None) -> InterestModel:
     """Train with the epoch chosen on ``val``, then choose each scenario's recent-item weights on
     ``val``; with ``results`` the choices go into it. With ``results`` and several scenarios in
     ``val`` each scenario's view is chosen too, before them: the own view where it scores higher
@@ -158,7 +195,8 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
                 f"{split.scenario_names[c.scenario]}={v:.4f}" for c, v in zip(val, row, strict=True)))
         return float(scores.max(axis=0).mean())
 
-    model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn))
+    model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn,
+                                        mixing_policy=mixing_policy))
     if len(views) == 1:
         return _choose_recent_weights(model, split, cfg, policy, scenarios, val, wrap, text_fn,
                                       {} if results is None else results)
@@ -247,11 +285,19 @@ class RecentGridScorer:
 
     @torch.no_grad()
     def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
+        u = self.vectors(contexts, scenario)
+        return torch.einsum("nqd,cd->nqc", u, self._column_vectors(columns)).amax(dim=1).cpu().numpy()
+
+    @torch.no_grad()
+    def candidate_scores(self, contexts: Sequence[UserHistory], candidates: np.ndarray, columns: np.ndarray,
+                         scenario: int = 0) -> np.ndarray:
+        return candidate_dot(self.vectors(contexts, scenario), self._column_vectors(columns), candidates)
+
+    def _column_vectors(self, columns: np.ndarray) -> torch.Tensor:
         if columns.tobytes() not in self._items:
             device = next(self.unscaled.model.parameters()).device
             self._items[columns.tobytes()] = self.unscaled.item_vectors(torch.from_numpy(columns).to(device))
-        u = self.vectors(contexts, scenario)
-        return torch.einsum("nqd,cd->nqc", u, self._items[columns.tobytes()]).amax(dim=1).cpu().numpy()
+        return self._items[columns.tobytes()]
 
 
 def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,
@@ -300,12 +346,7 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
         cfg = replace(cfg, train=replace(cfg.train, model=cfg.train.model.with_(content_text=True)))
     split = split_events(histories, scenario_names, seed=cfg.seed, max_test_users=cfg.max_test_users,
                          content_dim=content_dim, item_vectors=vectors)
-    mask = repeat_share(split.training) < REPEAT_SHARE_TO_MASK
-
-    def wrap(scorer: ScorerProtocol) -> ScorerProtocol:
-        return SeenMasked(scorer, split.dataset) if mask else scorer
-
-    logger.info("repeat_share=%.4f mask_seen=%s", repeat_share(split.training), mask)
+    wrap = _seen_masking(split)
     results: Results = {}
     train_h = split.training
     _score("popularity", wrap(Popularity(train_h, split.dataset)), split.test, split, cfg, results)
@@ -347,14 +388,28 @@ def run_quota_study(histories: list[UserHistory], scenario_names: tuple[str, ...
                          content_dim=cfg.train.model.content_dim or 64)
     test = [c for c in split.test if c.scenario == target]
     val = [c for c in split.val if c.scenario == target]
-    mask = repeat_share(split.training) < REPEAT_SHARE_TO_MASK
-
-    def wrap(scorer: ScorerProtocol) -> ScorerProtocol:
-        return SeenMasked(scorer, split.dataset) if mask else scorer
-
+    wrap = _seen_masking(split)
     results: Results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for k, (name, policy) in enumerate(policies):
             model = _train_model(split, cfg, cfg.train, policy, None, val, wrap, Path(work_dir or tmp) / f"p{k}")
             _score(name, wrap(ModelScorer(model, split.dataset, policy)), test, split, cfg, results)
     return results
+
+
+def train_with_choices(split: Split, train_cfg: TrainConfig, policy: MixingPolicyProtocol | None, out_dir: Path,
+                       text_fn: TextFn | None = None, mixing_policy: dict | None = None) -> tuple[Path, Results]:
+    """What ``unistate train`` runs with validation users (``protocol.validation_split``): the
+    recipe exactly as ``run_evaluation`` trains and serves it (the epoch, then each validated
+    scenario's view, recent items and pool, chosen on ``split.val``), saved as the checkpoint in
+    ``out_dir``; returns its path and the choices (the ``VIEWS_KEY`` / ``RECENT_KEY`` entries)."""
+    cfg = EvaluationConfig(train=train_cfg, seed=train_cfg.seed)
+    results: Results = {}
+    model = _train_model(split, cfg, train_cfg, policy, None, split.val, _seen_masking(split), out_dir, text_fn,
+                         results, mixing_policy)
+    path = out_dir / CHECKPOINT_NAME
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint["model_config"] = model.cfg.to_dict()
+    checkpoint["validation_choices"] = results
+    torch.save(checkpoint, path)
+    return path, results

@@ -76,11 +76,27 @@ def _scenario_pair(names: str) -> Callable[[str], tuple[str, tuple[float, float]
     return parse
 
 
+def _share(text: str) -> float:
+    """Parser of a share in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from encoders.dataset import EventDataset
-    from encoders.train import train
 
     cfg = _train_config(args)
+    fixed = [flag for flag, value in (("--own-view", args.own_view), ("--recent", args.recent),
+                                      ("--recent-pool", args.recent_pool)) if value]
+    if fixed and args.validation_share > 0:
+        print(f"unistate: {', '.join(fixed)} set what the validation users choose; add --validation-share 0 "
+              "to train on every user with them", file=sys.stderr)
+        return ExitCode.CONFIG
     cfg = replace(cfg, model=cfg.model.with_(own_view_scenarios=tuple(args.own_view)))
     for option, key in ((args.recent, "recent_weights"), (args.recent_pool, "recent_pool")):
         if option:
@@ -94,12 +110,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dataset = synthetic_dataset(args.users, cfg.seed)
     else:
         dataset = EventDataset.build(histories)
+    split = None
+    if args.validation_share > 0:
+        from encoders.evaluation.protocol import validation_split
+
+        split = validation_split(dataset, cfg.model.scenarios, seed=cfg.seed, val_share=args.validation_share)
+        if split.val:
+            dataset = split.dataset
+        else:
+            print("unistate: too few validation users in every scenario: training on every user with the "
+                  "fixed rules (no early stopping, views, recent items or pool)", file=sys.stderr)
+            split = None
     text_fn = None
     if cfg.model.use_text:
         text_fn, with_titles = _training_text(args, dataset, cfg)
         cfg = replace(cfg, model=cfg.model.with_(content_text=with_titles))
     policy = _policy(args)
-    path = train(cfg, dataset, policy, args.out, text_fn=text_fn, mixing_policy=policy.describe())
+    if split is None:
+        from encoders.train import train
+
+        path = train(cfg, dataset, policy, args.out, text_fn=text_fn, mixing_policy=policy.describe())
+    else:
+        from encoders.evaluation.run import train_with_choices
+
+        path, results = train_with_choices(split, cfg, policy, args.out, text_fn, policy.describe())
+        _print_choices(results)
     print(f"checkpoint: {path}")
     return ExitCode.OK
 
@@ -208,6 +243,22 @@ def _report(results: dict, json_path: Path | None) -> int:
         view = {m: {k: v for k, v in r.items() if k.endswith(" " + key)} for m, r in ranked.items()}
         print(f"\n### {key}\n")
         print(format_table(view, ("NDCG@10", "HR@10", "HR@100", "MRR")))
+    _print_choices(results)
+    if reports:
+        print("\n### personalization (unistate, test users)\n")
+        print(format_table({k.removesuffix(" report"): {"": v} for k, v in reports.items()},
+                           tuple(m for m in next(iter(reports.values())) if m != "top1_item")))
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
+    return ExitCode.OK
+
+
+def _print_choices(results: dict) -> None:
+    """The views, recent items and pool chosen on validation users, and the ``train`` options
+    that serve them."""
+    from encoders.evaluation.ranking import format_table
+    from encoders.evaluation.run import RECENT_KEY, VIEWS_KEY
+
     if VIEWS_KEY in results:
         print("\n### views (unistate, validation users: NDCG@10; 1 = the own view serves)\n")
         print(format_table({k: {"": v} for k, v in results[VIEWS_KEY].items()},
@@ -217,18 +268,14 @@ def _report(results: dict, json_path: Path | None) -> int:
               "the pool; alpha / gamma 0 = none)\n")
         print(format_table({k: {"": v} for k, v in results[RECENT_KEY].items()},
                            ("alpha", "beta", "gamma", "delta", "without", "with", "with pool")))
-        chosen = [f"--recent {s}={v['alpha']:g},{v['beta']:g}" for s, v in results[RECENT_KEY].items() if v["alpha"]]
+        own = [s for s, v in results.get(VIEWS_KEY, {}).items() if v["own view chosen"]]
+        chosen = [f"--own-view {' '.join(own)}"] if own else []
+        chosen += [f"--recent {s}={v['alpha']:g},{v['beta']:g}" for s, v in results[RECENT_KEY].items() if v["alpha"]]
         chosen += [f"--recent-pool {s}={v['gamma']:g},{v['delta']:g}"
                    for s, v in results[RECENT_KEY].items() if v.get("gamma")]
         if chosen:
-            print(f"\n`unistate train` serves them with: {' '.join(chosen)}")
-    if reports:
-        print("\n### personalization (unistate, test users)\n")
-        print(format_table({k.removesuffix(" report"): {"": v} for k, v in reports.items()},
-                           tuple(m for m in next(iter(reports.values())) if m != "top1_item")))
-    if json_path:
-        json_path.write_text(json.dumps(results, indent=2))
-    return ExitCode.OK
+            print(f"\n(`unistate train` makes these choices on its own validation users; with "
+                  f"`--validation-share 0` it serves them with: {' '.join(chosen)})")
 
 
 def _guarded(handler: Any) -> Any:
@@ -272,22 +319,26 @@ def register(subparsers: Any) -> None:
     """Add ``train``, ``export`` and ``evaluate`` to the ``unistate`` command tree."""
     p = subparsers.add_parser("train", help="train the interest model and save a checkpoint",
                               description="Train on synthetic events (default), your own --events or a "
-                              "known --dataset; the checkpoint holds its config and mixing policy.")
+                              "known --dataset with the recipe `evaluate` measures: validation users choose the "
+                              "epoch and each scenario's view, recent items and pool. The checkpoint holds the "
+                              "config they chose and the mixing policy.")
     p.add_argument("--data", choices=["synthetic"], default="synthetic", help="without --events/--dataset")
     p.add_argument("--users", type=int, default=300, help="synthetic users")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--validation-share", type=_share, default=0.1, metavar="SHARE",
+                   help="a seeded share of the users (default 0.1, at most 2,000) whose last event per scenario "
+                   "is held out to choose, as `evaluate` does, the epoch and each scenario's view, recent items "
+                   "and pool; 0: train on every event with the fixed epoch rule and the options below")
     p.add_argument("--own-view", nargs="*", default=[], choices=["feed", "search", "ads"], metavar="SCENARIO",
-                   help="serve these scenarios' vectors from their own events only (`evaluate` on your "
-                   "events chooses them on validation users: its 'views' table)")
+                   help="with --validation-share 0: serve these scenarios' vectors from their own events only")
     p.add_argument("--recent", action="append", default=[], type=_scenario_pair("ALPHA,BETA"),
                    metavar="SCENARIO=ALPHA,BETA",
-                   help="append the user's most recent items to SCENARIO's vectors, the k-th newest scaled by "
-                   "ALPHA*BETA^k (repeatable; `evaluate` chooses them on validation users and prints the "
-                   "options; default: none)")
+                   help="with --validation-share 0: append the user's most recent items to SCENARIO's vectors, "
+                   "the k-th newest scaled by ALPHA*BETA^k (repeatable; default: none)")
     p.add_argument("--recent-pool", action="append", default=[], type=_scenario_pair("GAMMA,DELTA"),
                    metavar="SCENARIO=GAMMA,DELTA",
-                   help="add GAMMA*DELTA^k times the k-th newest of those items to each of SCENARIO's learned "
-                   "vectors (repeatable; chosen and printed by `evaluate` like --recent; default: none)")
+                   help="with --validation-share 0: add GAMMA*DELTA^k times the k-th newest of those items to "
+                   "each of SCENARIO's learned vectors (repeatable; default: none)")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_train))
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX + manifest for the worker")

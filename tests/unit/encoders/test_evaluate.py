@@ -55,3 +55,37 @@ def test_model_vectors_do_not_depend_on_how_contexts_are_chunked(
     by_length = scorer.interests(contexts, chunk=3)
     assert torch.allclose(one_batch, by_length, atol=1e-5)
     assert scorer.interests([]).shape == (0, *one_batch.shape[1:])
+
+
+def test_sampled_ranks_from_the_candidates_alone_equal_the_full_scoring() -> None:
+    """What choosing on validation users uses: the same draws, masks and tie-breaks as
+    ``evaluate_scorer``'s sampled ranks (the grid and a seen-masked model, batches of 64),
+    ties included (rounded scores)."""
+    from encoders.data.synthetic import synthetic_dataset
+    from encoders.evaluation.ranking import sampled_ranks
+    from encoders.evaluation.run import RecentGridScorer, SeenMasked
+    from state.mixing import MixingPolicy
+
+    data = synthetic_dataset(40, seed=2, mean_events=12)
+    torch.manual_seed(0)
+    model = InterestModel(ModelConfig(d_model=16, dim=16, n_layers=1, n_heads=2, n_items=data.n_items)).eval()
+    dataset = EventDataset(histories=data.histories, items=data.items)
+    histories = [h for h in data.histories if len(h) > 3] * 3
+    cases = EvalCases(histories, np.array([len(h) - 1 for h in histories]),
+                      np.array([dataset.index[h.item_ids[-1]] if h.item_ids[-1] else 2 for h in histories]),
+                      0, np.arange(2, data.n_items))
+
+    class Rounded(ModelScorer):  # coarse scores: many ties
+        def scores(self, contexts, columns, scenario=0):  # noqa: ANN001, ANN201
+            return np.round(super().scores(contexts, columns, scenario), 1)
+
+        def candidate_scores(self, contexts, candidates, columns, scenario=0):  # noqa: ANN001, ANN201
+            return np.round(super().candidate_scores(contexts, candidates, columns, scenario), 1)
+
+    grid = RecentGridScorer(ModelScorer(model.with_recent_weights(((1.0, 1.0),) * 3), dataset, MixingPolicy()),
+                            model.cfg.n_queries)
+    grid.weights = {0: (0.8, 0.7, 0.1, 0.9)}
+    for scorer in (SeenMasked(ModelScorer(model, dataset, MixingPolicy()), dataset), grid,
+                   Rounded(model, dataset, MixingPolicy())):
+        full = evaluate_scorer(scorer, cases, n_negatives=50, seed=3, batch_size=64)["sampled"]
+        np.testing.assert_array_equal(sampled_ranks(scorer, cases, n_negatives=50, seed=3, batch_size=64), full)

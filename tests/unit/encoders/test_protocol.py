@@ -67,3 +67,27 @@ def test_development_histories_hold_no_real_target() -> None:
         if h.user_id in dev and held:
             assert len(dev[h.user_id]) == len(h) - len(held)
             assert list(dev[h.user_id].ts_ms) == [h.ts_ms[i] for i in range(len(h)) if i not in held]
+
+
+def test_a_validation_split_holds_out_only_the_validation_users_targets() -> None:
+    """``unistate train``'s split: validation users lose their targets, every other event trains,
+    the vocabulary stays the dataset's, and a scenario with too few validation users is skipped."""
+    from encoders.evaluation.protocol import validation_split
+
+    data = synthetic_dataset(120, seed=1, mean_events=30)
+    split = validation_split(data, SCENARIOS, seed=0, val_share=0.25, min_val_users=5)
+    assert not split.test and split.dataset.items == data.items and split.dataset.content is None
+    assert {c.scenario for c in split.val} == {0, 1, 2}
+    val_users = {h.user_id for c in split.val for h in c.histories}
+    assert 0 < len(val_users) <= 30
+    training = {h.user_id: h for h in split.training}
+    for full in data.histories:
+        seen = training[full.user_id]
+        if full.user_id not in val_users:
+            assert list(seen.ts_ms) == list(full.ts_ms)
+            continue
+        held = set(target_positions(full, 3).tolist()) - {-1}
+        assert list(seen.ts_ms) == [full.ts_ms[i] for i in range(len(full)) if i not in held]
+    for cases in split.val:
+        assert np.isin(cases.target_rows, cases.columns).all()
+    assert validation_split(data, SCENARIOS, seed=0, val_share=0.25, min_val_users=31).val == []

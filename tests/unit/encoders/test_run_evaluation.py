@@ -131,3 +131,27 @@ def test_the_recent_grid_scores_as_the_model_served_with_those_weights() -> None
             torch.testing.assert_close(grid.vectors(contexts, s), expected, atol=1e-6, rtol=1e-5)
             np.testing.assert_allclose(grid.scores(contexts, columns, s), served.scores(contexts, columns, s),
                                        atol=1e-5)
+
+
+def test_train_chooses_on_its_validation_users_and_serves_the_choices(tmp_path: Path, capsys) -> None:
+    """``unistate train`` makes evaluate's choices on its own validation users and saves them in
+    the checkpoint's config, which export and the worker serve; fixed options need
+    ``--validation-share 0``."""
+    import torch
+
+    from streams.cli.main import main
+
+    args = ["train", "--preset", "demo", "--users", "60", "--validation-share", "0.4", "--epochs", "1", "--no-progress",
+            "--out", str(tmp_path)]
+    assert main([*args, "--recent", "ads=1,0.9"]) == 2
+    assert "--validation-share 0" in capsys.readouterr().err
+    assert main(args) == 0
+    assert "### recent items" in capsys.readouterr().out
+    checkpoint = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)
+    choices = checkpoint["validation_choices"][RECENT_KEY]
+    cfg = checkpoint["model_config"]
+    served = dict(zip(cfg["scenarios"], cfg["recent_weights"] or [(0.0, 1.0)] * 3, strict=True))
+    assert choices and all(list(served[s]) == [c["alpha"], c["beta"]] if c["alpha"] else served[s][0] == 0
+                           for s, c in choices.items())
+    own = [s for s, v in checkpoint["validation_choices"].get(VIEWS_KEY, {}).items() if v["own view chosen"]]
+    assert sorted(cfg["own_view_scenarios"]) == sorted(own)
