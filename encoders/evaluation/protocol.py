@@ -73,11 +73,8 @@ def split_events(
     first ``content_dim`` columns stay the co-occurrence factors, items without a vector get zeros."""
     rng = np.random.default_rng(seed)
     n_scen = len(scenario_names)
-    targets = np.stack([target_positions(h, n_scen) for h in histories]) if histories else np.zeros((0, n_scen))
+    targets, is_val = _targets_and_validation(histories, n_scen, rng, val_share, max_val_users)
     has_target = (targets >= 0).any(axis=1)
-    eligible = np.flatnonzero(has_target)
-    is_val = np.zeros(len(histories), bool)
-    is_val[eligible[_pick(len(eligible), min(max_val_users, max(1, int(val_share * len(eligible)))), rng)]] = True
     is_test = has_target & ~is_val
     if max_test_users is not None and is_test.sum() > max_test_users:
         test_idx = np.flatnonzero(is_test)
@@ -115,11 +112,8 @@ def validation_split(
     scenario is validated when it has ``min_val_users`` validation users."""
     histories = dataset.histories
     n_scen = len(scenario_names)
-    targets = np.stack([target_positions(h, n_scen) for h in histories]) if histories else np.zeros((0, n_scen))
-    eligible = np.flatnonzero((targets >= 0).any(axis=1))
-    is_val = np.zeros(len(histories), bool)
-    rng = np.random.default_rng(seed)
-    is_val[eligible[_pick(len(eligible), min(max_val_users, max(1, int(val_share * len(eligible)))), rng)]] = True
+    targets, is_val = _targets_and_validation(histories, n_scen, np.random.default_rng(seed), val_share,
+                                              max_val_users)
     known = set(dataset.items)
     is_val &= np.array([all(h.item_ids[t] in known for t in row[row >= 0]) for h, row in zip(histories, targets,
                                                                                           strict=True)], bool)
@@ -135,6 +129,17 @@ def validation_split(
     logger.info("validation split users=%d val=%d train_events=%d validated=%s", len(histories), is_val.sum(),
                 sum(map(len, training)), [scenario_names[c.scenario] for c in val])
     return Split(training_set, [], val, scenario_names)
+
+
+def _targets_and_validation(histories: list[UserHistory], n_scen: int, rng: np.random.Generator, val_share: float,
+                            max_val_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """``[users, scenarios]`` target positions (-1: none) and the validation users: a random
+    ``val_share`` of the users with a target, at most ``max_val_users``."""
+    targets = np.stack([target_positions(h, n_scen) for h in histories]) if histories else np.zeros((0, n_scen))
+    eligible = np.flatnonzero((targets >= 0).any(axis=1))
+    is_val = np.zeros(len(histories), bool)
+    is_val[eligible[_pick(len(eligible), min(max_val_users, max(1, int(val_share * len(eligible)))), rng)]] = True
+    return targets, is_val
 
 
 def _catalogues(histories: list[UserHistory], n_scen: int) -> list[set[str]]:

@@ -162,3 +162,12 @@ def test_train_recent_pool_takes_scenario_gamma_delta() -> None:
     assert args.recent_pool == [("feed", (0.05, 0.7))] and args.recent == []
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--out", "ck", "--recent-pool", "feed=0.05,1.5"])
+
+
+def test_train_validation_share_is_a_share_below_one(capsys) -> None:
+    assert build_parser().parse_args(["train", "--out", "ck"]).validation_share == 0.1
+    assert build_parser().parse_args(["train", "--out", "ck", "--validation-share", "0"]).validation_share == 0
+    for bad in ("1", "-0.1", "x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "--out", "ck", "--validation-share", bad])
+        assert "share in [0, 1)" in capsys.readouterr().err
