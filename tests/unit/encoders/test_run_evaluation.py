@@ -155,3 +155,15 @@ def test_train_chooses_on_its_validation_users_and_serves_the_choices(tmp_path: 
                            for s, c in choices.items())
     own = [s for s, v in checkpoint["validation_choices"].get(VIEWS_KEY, {}).items() if v["own view chosen"]]
     assert sorted(cfg["own_view_scenarios"]) == sorted(own)
+
+
+def test_train_without_enough_validation_users_trains_on_every_event(tmp_path: Path, capsys) -> None:
+    import torch
+
+    from streams.cli.main import main
+
+    assert main(["train", "--preset", "demo", "--users", "30", "--epochs", "1", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    assert "too few validation users" in capsys.readouterr().err
+    checkpoint = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)
+    assert "validation_choices" not in checkpoint and not checkpoint["model_config"]["recent_weights"]
