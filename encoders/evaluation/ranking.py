@@ -114,19 +114,20 @@ class ModelScorer:
     @torch.no_grad()
     def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
         u = self.interests(contexts)[:, scenario]  # [N, Q, D]
-        return torch.einsum("nqd,cd->nqc", u, self._columns(columns)).amax(dim=1).cpu().numpy()
+        return torch.einsum("nqd,cd->nqc", u, self.column_vectors(columns)).amax(dim=1).cpu().numpy()
 
     @torch.no_grad()
     def candidate_scores(self, contexts: Sequence[UserHistory], candidates: np.ndarray, columns: np.ndarray,
                          scenario: int = 0) -> np.ndarray:
-        return candidate_dot(self.interests(contexts)[:, scenario], self._columns(columns), candidates)
+        return candidate_dot(self.interests(contexts)[:, scenario], self.column_vectors(columns), candidates)
 
-    def _columns(self, columns: np.ndarray) -> torch.Tensor:
-        """``[C, D]``: the columns' item vectors (the last set asked for is kept)."""
+    @torch.no_grad()
+    def column_vectors(self, columns: np.ndarray) -> torch.Tensor:
+        """``[C, D]``: the columns' item vectors (kept per set of columns: one per scenario)."""
         key = columns.tobytes()
         if key not in self._vectors:
             device = next(self.model.parameters()).device
-            self._vectors = {key: self.item_vectors(torch.from_numpy(columns).to(device))}
+            self._vectors[key] = self.item_vectors(torch.from_numpy(columns).to(device))
         return self._vectors[key]
 
 

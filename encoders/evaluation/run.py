@@ -263,7 +263,6 @@ class RecentGridScorer:
         self.unscaled, self.n_queries = unscaled, n_queries
         self.weights: dict[int, tuple[float, float, float, float]] = {}
         self._interests: dict[tuple, torch.Tensor] = {}
-        self._items: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
     def vectors(self, contexts: Sequence[UserHistory], scenario: int) -> torch.Tensor:
@@ -286,18 +285,12 @@ class RecentGridScorer:
     @torch.no_grad()
     def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
         u = self.vectors(contexts, scenario)
-        return torch.einsum("nqd,cd->nqc", u, self._column_vectors(columns)).amax(dim=1).cpu().numpy()
+        return torch.einsum("nqd,cd->nqc", u, self.unscaled.column_vectors(columns)).amax(dim=1).cpu().numpy()
 
     @torch.no_grad()
     def candidate_scores(self, contexts: Sequence[UserHistory], candidates: np.ndarray, columns: np.ndarray,
                          scenario: int = 0) -> np.ndarray:
-        return candidate_dot(self.vectors(contexts, scenario), self._column_vectors(columns), candidates)
-
-    def _column_vectors(self, columns: np.ndarray) -> torch.Tensor:
-        if columns.tobytes() not in self._items:
-            device = next(self.unscaled.model.parameters()).device
-            self._items[columns.tobytes()] = self.unscaled.item_vectors(torch.from_numpy(columns).to(device))
-        return self._items[columns.tobytes()]
+        return candidate_dot(self.vectors(contexts, scenario), self.unscaled.column_vectors(columns), candidates)
 
 
 def _personalization(model: InterestModel, split: Split, policy: MixingPolicyProtocol | None,
