@@ -151,7 +151,8 @@ def _uniform_nce(
     best_q = pos_sim.detach().argmax(dim=1)
     u_best = u[torch.arange(len(pos)), best_q]  # [P, D]
     neg_sim = u_best @ item_vectors(negatives).T  # [P, N]
-    user_pos = (negatives[None, :] == targets.flatten(1)[b_idx][:, :, None]).any(1)  # [P, N]
+    # a user's positives among the negatives, found per user ([B, N]) and then per positive
+    user_pos = (negatives[None, None, :] == targets.flatten(1)[:, :, None]).any(1)[b_idx]  # [P, N]
     logits = torch.cat([pos_sim.gather(1, best_q[:, None]), neg_sim], dim=1) / model.temperature()
     logits[:, 1:] = logits[:, 1:].masked_fill(user_pos, float("-inf"))  # after scaling: finite tau grads
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))

@@ -18,6 +18,7 @@ __all__ = [
     "EvalCases",
     "ModelScorer",
     "ScorerProtocol",
+    "candidate_scores",
     "evaluate_scorer",
     "format_table",
     "metrics_from_ranks",
@@ -178,10 +179,20 @@ def evaluate_scorer(scorer: ScorerProtocol, cases: EvalCases, n_negatives: int =
     return {"full": np.concatenate(full), "sampled": np.concatenate(sampled)}
 
 
-def sampled_ranks(scorer: CandidateScorerProtocol, cases: EvalCases, n_negatives: int = 999, seed: int = 0,
+def candidate_scores(scorer: ScorerProtocol, contexts: Sequence[UserHistory], candidates: np.ndarray,
+                     columns: np.ndarray, scenario: int = 0) -> np.ndarray:
+    """Row r scores the columns ``candidates[r]``: by the scorer's own ``candidate_scores`` where it
+    has one (``CandidateScorerProtocol``), else picked from its scores of every column."""
+    if hasattr(scorer, "candidate_scores"):
+        return scorer.candidate_scores(contexts, candidates, columns, scenario)
+    return np.take_along_axis(np.asarray(scorer.scores(contexts, columns, scenario)), candidates, 1)
+
+
+def sampled_ranks(scorer: ScorerProtocol, cases: EvalCases, n_negatives: int = 999, seed: int = 0,
                   batch_size: int = 512) -> np.ndarray:
     """``evaluate_scorer(...)["sampled"]`` (the same draws and tie-breaks) from the sampled
-    candidates' scores alone: what choosing on validation users needs, at a fraction of the cost."""
+    candidates' scores alone: what choosing on validation users needs, at a fraction of the cost
+    for a scorer that scores candidates alone (``candidate_scores``)."""
     target_cols, negatives = _sampled_candidates(cases, n_negatives, seed)
     candidates = np.concatenate([target_cols[:, None], negatives], axis=1)
     contexts = cases.contexts()
@@ -190,7 +201,7 @@ def sampled_ranks(scorer: CandidateScorerProtocol, cases: EvalCases, n_negatives
     for start in range(0, len(contexts), batch_size):
         sl = slice(start, start + batch_size)
         tie_rng.random(len(candidates[sl]))  # the full ranks' tie-breaks in evaluate_scorer
-        s = scorer.candidate_scores(contexts[sl], candidates[sl], cases.columns, cases.scenario)
+        s = candidate_scores(scorer, contexts[sl], candidates[sl], cases.columns, cases.scenario)
         out.append(_rank(s, np.zeros(len(s), np.int64), tie_rng))
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 

@@ -22,6 +22,7 @@ from encoders.evaluation.ranking import (
     ModelScorer,
     ScorerProtocol,
     candidate_dot,
+    candidate_scores,
     evaluate_scorer,
     metrics_from_ranks,
     sampled_ranks,
@@ -83,8 +84,8 @@ class SeenMasked:
 
     def candidate_scores(self, contexts: Sequence[UserHistory], candidates: np.ndarray, columns: np.ndarray,
                          scenario: int = 0) -> np.ndarray:
-        """Where the wrapped scorer has it (``ranking.sampled_ranks``)."""
-        s = np.asarray(self.scorer.candidate_scores(contexts, candidates, columns, scenario), np.float64)
+        """The wrapped scorer's ``ranking.candidate_scores``, masked alike."""
+        s = np.asarray(candidate_scores(self.scorer, contexts, candidates, columns, scenario), np.float64)
         for r, h in enumerate(contexts):
             s[r, np.isin(columns[candidates[r]], self.dataset.item_rows(h))] = -np.inf
         return s
@@ -132,17 +133,9 @@ def _val_ndcg_per_user(scorer: ScorerProtocol, cases: Sequence[EvalCases], cfg: 
     out = []
     for c in cases:
         n_neg = min(cfg.n_negatives, len(c.columns) - 1)
-        if _scores_candidates(scorer):  # the same ranks, from the sampled candidates' scores alone
-            ranks = sampled_ranks(scorer, c, n_neg, seed=cfg.seed + 1)  # type: ignore[arg-type]
-        else:
-            ranks = evaluate_scorer(scorer, c, n_neg, seed=cfg.seed + 1)["sampled"]
+        ranks = sampled_ranks(scorer, c, n_neg, seed=cfg.seed + 1)
         out.append(np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0))
     return out
-
-
-def _scores_candidates(scorer: ScorerProtocol) -> bool:
-    inner = scorer.scorer if isinstance(scorer, SeenMasked) else scorer
-    return hasattr(inner, "candidate_scores")
 
 
 def _clear_gain(per_option: Sequence[np.ndarray], z: float) -> int:

@@ -60,8 +60,10 @@ def test_model_vectors_do_not_depend_on_how_contexts_are_chunked(
 def test_sampled_ranks_from_the_candidates_alone_equal_the_full_scoring() -> None:
     """What choosing on validation users uses: the same draws, masks and tie-breaks as
     ``evaluate_scorer``'s sampled ranks (the grid and a seen-masked model, batches of 64),
-    ties included (rounded scores)."""
+    ties included (rounded scores), and for scorers that score only whole catalogues (kNN,
+    with its many zero-score ties, bare and seen-masked)."""
     from encoders.data.synthetic import synthetic_dataset
+    from encoders.evaluation.baselines import CooccurrenceKnn
     from encoders.evaluation.ranking import sampled_ranks
     from encoders.evaluation.run import RecentGridScorer, SeenMasked
     from state.mixing import MixingPolicy
@@ -86,6 +88,7 @@ def test_sampled_ranks_from_the_candidates_alone_equal_the_full_scoring() -> Non
                             model.cfg.n_queries)
     grid.weights = {0: (0.8, 0.7, 0.1, 0.9)}
     for scorer in (SeenMasked(ModelScorer(model, dataset, MixingPolicy()), dataset), grid,
-                   Rounded(model, dataset, MixingPolicy())):
+                   Rounded(model, dataset, MixingPolicy()), CooccurrenceKnn(histories, dataset),
+                   SeenMasked(CooccurrenceKnn(histories, dataset), dataset)):
         full = evaluate_scorer(scorer, cases, n_negatives=50, seed=3, batch_size=64)["sampled"]
         np.testing.assert_array_equal(sampled_ranks(scorer, cases, n_negatives=50, seed=3, batch_size=64), full)
