@@ -60,12 +60,11 @@ class EvalCases:
         """Everything before each target (all scenarios)."""
         return [h.prefix(int(t)) for h, t in zip(self.histories, self.targets, strict=True)]
 
-    def few_events_mask(self, max_events: int) -> np.ndarray:
-        """Users with at most ``max_events`` earlier events in the target scenario."""
+    def touched_before(self) -> np.ndarray:
+        """Per user: whether the target item is already in the context (in any scenario)."""
         return np.array([
-            int((h.scenario_idx[: int(t)] == self.scenario).sum()) <= max_events
-            for h, t in zip(self.histories, self.targets, strict=True)
-        ])
+            h.item_ids[int(t)] in h.item_ids[: int(t)] for h, t in zip(self.histories, self.targets, strict=True)
+        ], bool)
 
 
 class ModelScorer:

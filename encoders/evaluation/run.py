@@ -45,6 +45,9 @@ REPEAT_SHARE_TO_MASK = 0.01
 Results = dict[str, dict[str, dict[str, float]]]  # method -> "<scenario> <slice>" -> metric -> value
 VIEWS_KEY = "views (validation NDCG@10)"  # results entry: each scenario's view scores and choice
 RECENT_KEY = "recent items (validation NDCG@10)"  # results entry: each scenario's recent-item weights
+#: per method, a scenario's sampled metrics over the test users whose target item they had
+#: touched before, and over those whose target is new to them (with each part's "share")
+TOUCHED, NEW = "sampled, touched before", "sampled, new item"
 #: (alpha, beta) tried for each scenario's recent items on the validation users; (0, 1): none
 RECENT_GRID = ((0.0, 1.0),) + tuple((a, b) for a in (0.4, 0.6, 0.8, 1.0) for b in (0.7, 0.85, 0.95))
 #: (gamma, delta) tried for each scenario's recent pool, after its recent items; (0, 1): none
@@ -120,6 +123,11 @@ def _score(name: str, scorer: ScorerProtocol, cases: Sequence[EvalCases], split:
         label = split.scenario_names[c.scenario]
         results.setdefault(name, {})[f"{label} sampled"] = metrics_from_ranks(ranks["sampled"])
         results[name][f"{label} full"] = metrics_from_ranks(ranks["full"])
+        touched = c.touched_before()
+        if touched.any() and not touched.all():  # where the model wins: coming back, or new items
+            for part, users in ((TOUCHED, touched), (NEW, ~touched)):
+                results[name][f"{label} {part}"] = {**metrics_from_ranks(ranks["sampled"][users]),
+                                                    "share": float(users.mean())}
         r = results[name][f"{label} sampled"]
         logger.info("method=%s scenario=%s NDCG@10=%.4f HR@10=%.4f", name, label, r["NDCG@10"], r["HR@10"])
 

@@ -232,10 +232,11 @@ def _budget_policies(budgets: tuple[int, ...] = QUOTA_STUDY_BUDGETS) -> list[tup
 
 
 def _report(results: dict, json_path: Path | None) -> int:
-    """Print one markdown table per slice ("sampled", "full"), the views chosen on validation
-    users, then the personalization report."""
+    """Print one markdown table per slice ("sampled", "full"), the sampled slice split by
+    targets touched before or new, the views chosen on validation users, then the
+    personalization report."""
     from encoders.evaluation.ranking import format_table
-    from encoders.evaluation.run import RECENT_KEY, VIEWS_KEY
+    from encoders.evaluation.run import NEW, RECENT_KEY, TOUCHED, VIEWS_KEY
 
     reports = results.get("personalization (unistate)", {})
     ranked = {m: r for m, r in results.items() if m not in ("personalization (unistate)", VIEWS_KEY, RECENT_KEY)}
@@ -243,6 +244,11 @@ def _report(results: dict, json_path: Path | None) -> int:
         view = {m: {k: v for k, v in r.items() if k.endswith(" " + key)} for m, r in ranked.items()}
         print(f"\n### {key}\n")
         print(format_table(view, ("NDCG@10", "HR@10", "HR@100", "MRR")))
+    parts = {m: {k: v for k, v in r.items() if k.endswith((TOUCHED, NEW))} for m, r in ranked.items()}
+    if any(parts.values()):
+        print("\n### sampled, split by the target: an item the user had touched before, or a new one "
+              "(share: of the scenario's test users)\n")
+        print(format_table({m: p for m, p in parts.items() if p}, ("NDCG@10", "HR@10", "share")))
     _print_choices(results)
     if reports:
         print("\n### personalization (unistate, test users)\n")

@@ -92,3 +92,29 @@ def test_sampled_ranks_from_the_candidates_alone_equal_the_full_scoring() -> Non
                    SeenMasked(CooccurrenceKnn(histories, dataset), dataset)):
         full = evaluate_scorer(scorer, cases, n_negatives=50, seed=3, batch_size=64)["sampled"]
         np.testing.assert_array_equal(sampled_ranks(scorer, cases, n_negatives=50, seed=3, batch_size=64), full)
+
+
+def test_test_results_split_targets_touched_before_from_new_ones() -> None:
+    """The report says where a method wins: targets the user had touched before (a re-bought
+    item) and new ones, each part with its share; a scenario with one kind only gets no split."""
+    from types import SimpleNamespace
+
+    from encoders.evaluation.run import NEW, TOUCHED, EvaluationConfig, _score
+
+    def user(name: str, items: list[str]) -> UserHistory:
+        return UserHistory.from_events(name, [(i * 1000, item, None, 0, 0) for i, item in enumerate(items)])
+
+    histories = [user("u0", ["a", "b", "a"]), user("u1", ["c", "d"]), user("u2", ["b", "e"]), user("u3", ["e", "e"])]
+    dataset = EventDataset(histories=histories, items=["a", "b", "c", "d", "e"])
+    cases = EvalCases(histories, np.array([len(h) - 1 for h in histories]),
+                      np.array([dataset.index[h.item_ids[-1]] for h in histories]), 0, np.arange(2, dataset.n_items))
+    assert cases.touched_before().tolist() == [True, False, False, True]
+    results: dict = {}
+    cfg, split = EvaluationConfig(train=None, n_negatives=4), SimpleNamespace(scenario_names=("feed",))
+    _score("oracle", Oracle(cases.target_rows), [cases], split, cfg, results)  # type: ignore[arg-type]
+    assert results["oracle"][f"feed {TOUCHED}"]["share"] == 0.5
+    assert results["oracle"][f"feed {NEW}"]["NDCG@10"] == 1.0
+    only_new = EvalCases(histories[1:3], cases.targets[1:3], cases.target_rows[1:3], 0, cases.columns)
+    results = {}
+    _score("oracle", Oracle(only_new.target_rows), [only_new], split, cfg, results)  # type: ignore[arg-type]
+    assert set(results["oracle"]) == {"feed sampled", "feed full"}
