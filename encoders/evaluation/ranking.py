@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ class ScorerProtocol(Protocol):
         ...
 
 
+@runtime_checkable
 class CandidateScorerProtocol(ScorerProtocol, Protocol):
     """A scorer that can also score each context's own candidates alone (cheaper than the
     whole catalogue when only the sampled ranks are wanted)."""
@@ -63,7 +64,8 @@ class EvalCases:
     def touched_before(self) -> np.ndarray:
         """Per user: whether the target item is already in the context (in any scenario)."""
         return np.array([
-            h.item_ids[int(t)] in h.item_ids[: int(t)] for h, t in zip(self.histories, self.targets, strict=True)
+            h.item_ids[int(t)] is not None and h.item_ids[int(t)] in h.item_ids[: int(t)]
+            for h, t in zip(self.histories, self.targets, strict=True)
         ], bool)
 
 
@@ -182,7 +184,7 @@ def candidate_scores(scorer: ScorerProtocol, contexts: Sequence[UserHistory], ca
                      columns: np.ndarray, scenario: int = 0) -> np.ndarray:
     """Row r scores the columns ``candidates[r]``: by the scorer's own ``candidate_scores`` where it
     has one (``CandidateScorerProtocol``), else picked from its scores of every column."""
-    if hasattr(scorer, "candidate_scores"):
+    if isinstance(scorer, CandidateScorerProtocol):
         return scorer.candidate_scores(contexts, candidates, columns, scenario)
     return np.take_along_axis(np.asarray(scorer.scores(contexts, columns, scenario)), candidates, 1)
 
