@@ -355,8 +355,9 @@ def register(subparsers: Any) -> None:
                               description="Per target scenario, each user's last event there is the target "
                               "and everything before it the context; validation users (seeded) choose the "
                               "epoch, each scenario's view, recent items and pool, and kNN's decay; ranked "
-                              "against the full catalogue and 999 sampled negatives. Prints metrics, the choices "
-                              "and the personalization report.")
+                              "against the full catalogue and 999 sampled negatives. Prints metrics (also split by "
+                              "targets the user had touched before and new ones), the choices and the "
+                              "personalization report.")
     p.add_argument("--max-test-users", type=int, help="a seeded random sample of N test users (faster)")
     p.add_argument("--single-scenario", nargs="*", choices=["feed", "search", "ads"], metavar="SCENARIO",
                    help="train single-scenario models for these target scenarios only (none: skip them; "
