@@ -236,7 +236,7 @@ def _report(results: dict, json_path: Path | None) -> int:
     targets touched before or new, the views chosen on validation users, then the
     personalization report."""
     from encoders.evaluation.ranking import format_table
-    from encoders.evaluation.run import NEW, RECENT_KEY, TOUCHED, VIEWS_KEY
+    from encoders.evaluation.run import RECENT_KEY, VIEWS_KEY
 
     reports = results.get("personalization (unistate)", {})
     ranked = {m: r for m, r in results.items() if m not in ("personalization (unistate)", VIEWS_KEY, RECENT_KEY)}
@@ -244,11 +244,7 @@ def _report(results: dict, json_path: Path | None) -> int:
         view = {m: {k: v for k, v in r.items() if k.endswith(" " + key)} for m, r in ranked.items()}
         print(f"\n### {key}\n")
         print(format_table(view, ("NDCG@10", "HR@10", "HR@100", "MRR")))
-    parts = {m: {k: v for k, v in r.items() if k.endswith((TOUCHED, NEW))} for m, r in ranked.items()}
-    if any(parts.values()):
-        print("\n### sampled, split by the target: an item the user had touched before, or a new one "
-              "(share: of the scenario's test users)\n")
-        print(format_table({m: p for m, p in parts.items() if p}, ("NDCG@10", "HR@10", "share")))
+    _print_touched_split(ranked)
     _print_choices(results)
     if reports:
         print("\n### personalization (unistate, test users)\n")
@@ -257,6 +253,24 @@ def _report(results: dict, json_path: Path | None) -> int:
     if json_path:
         json_path.write_text(json.dumps(results, indent=2))
     return ExitCode.OK
+
+
+def _print_touched_split(ranked: dict) -> None:
+    """Per scenario with both kinds of target: each method's sampled NDCG@10 and HR@10 over the
+    targets the user had touched before and over the new ones."""
+    from encoders.evaluation.ranking import format_table
+    from encoders.evaluation.run import NEW, TOUCHED
+
+    parts = (("touched before", TOUCHED), ("new item", NEW))
+    scenarios = dict.fromkeys(k.removesuffix(f" {TOUCHED}") for r in ranked.values() for k in r if k.endswith(TOUCHED))
+    for scenario in scenarios:
+        rows = {m: {"": {f"{label} {metric}": r[f"{scenario} {key}"][metric] for label, key in parts
+                         for metric in ("NDCG@10", "HR@10")}}
+                for m, r in ranked.items() if f"{scenario} {TOUCHED}" in r}
+        share = ranked[next(iter(rows))][f"{scenario} {TOUCHED}"]["share"]
+        print(f"\n### {scenario} sampled, by target: an item the user had touched before ({share:.0%} of the "
+              f"test users) or a new one\n")
+        print(format_table(rows, tuple(next(iter(rows.values()))[""])))
 
 
 def _print_choices(results: dict) -> None:

@@ -171,3 +171,23 @@ def test_train_validation_share_is_a_share_below_one(capsys) -> None:
         with pytest.raises(SystemExit):
             build_parser().parse_args(["train", "--out", "ck", "--validation-share", bad])
         assert "share in [0, 1)" in capsys.readouterr().err
+
+
+def test_evaluate_prints_each_scenarios_split_by_targets_touched_before(capsys, tmp_path) -> None:  # noqa: ANN001
+    """The report shows where a method wins: a table per scenario with both kinds of target,
+    none for a scenario with one kind; the JSON keeps every number."""
+    from streams.cli.model_commands import _report
+
+    def metrics(ndcg: float, share: float | None = None) -> dict[str, float]:
+        out = {"NDCG@10": ndcg, "HR@10": 2 * ndcg, "HR@50": 0.9, "HR@100": 1.0, "NDCG@100": ndcg, "MRR": ndcg}
+        return out | ({"share": share} if share is not None else {})
+
+    results = {m: {"ads sampled": metrics(0.5), "ads full": metrics(0.4), "feed sampled": metrics(0.2),
+                   "feed full": metrics(0.1), "ads sampled, touched before": metrics(0.61, 0.8),
+                   "ads sampled, new item": metrics(0.06, 0.2)} for m in ("kNN", "model")}
+    _report(results, tmp_path / "r.json")
+    out = capsys.readouterr().out
+    assert "### ads sampled, by target: an item the user had touched before (80% of the test users)" in out
+    assert "| model | 0.6100 | 1.2200 | 0.0600 | 0.1200 |" in out
+    assert "### feed sampled, by target" not in out
+    assert json.loads((tmp_path / "r.json").read_text()) == results
