@@ -94,7 +94,7 @@ def test_sampled_ranks_from_the_candidates_alone_equal_the_full_scoring() -> Non
         np.testing.assert_array_equal(sampled_ranks(scorer, cases, n_negatives=50, seed=3, batch_size=64), full)
 
 
-def test_test_results_split_targets_touched_before_from_new_ones() -> None:
+def test_scored_metrics_are_split_by_targets_touched_before_and_new_ones() -> None:
     """The report says where a method wins: targets the user had touched before (a re-bought
     item) and new ones, each part with its share; a scenario with one kind only gets no split."""
     from types import SimpleNamespace
