@@ -261,16 +261,17 @@ def _print_touched_split(ranked: dict) -> None:
     from encoders.evaluation.ranking import format_table
     from encoders.evaluation.run import NEW, TOUCHED
 
-    parts = (("touched before", TOUCHED), ("new item", NEW))
+    cells = [(f"{label} {metric}", key, metric) for label, key in (("touched before", TOUCHED), ("new item", NEW))
+             for metric in ("NDCG@10", "HR@10")]
     scenarios = dict.fromkeys(k.removesuffix(f" {TOUCHED}") for r in ranked.values() for k in r if k.endswith(TOUCHED))
     for scenario in scenarios:
-        rows = {m: {"": {f"{label} {metric}": r[f"{scenario} {key}"][metric] for label, key in parts
-                         for metric in ("NDCG@10", "HR@10")}}
-                for m, r in ranked.items() if f"{scenario} {TOUCHED}" in r}
-        share = ranked[next(iter(rows))][f"{scenario} {TOUCHED}"]["share"]
+        split = {m: r for m, r in ranked.items() if f"{scenario} {TOUCHED}" in r}
+        share = next(iter(split.values()))[f"{scenario} {TOUCHED}"]["share"]
         print(f"\n### {scenario} sampled, by target: an item the user had touched before ({share:.0%} of the "
               f"test users) or a new one\n")
-        print(format_table(rows, tuple(next(iter(rows.values()))[""])))
+        rows = {m: {"": {column: r[f"{scenario} {key}"][metric] for column, key, metric in cells}}
+                for m, r in split.items()}
+        print(format_table(rows, tuple(column for column, _, _ in cells)))
 
 
 def _print_choices(results: dict) -> None:
