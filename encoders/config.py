@@ -18,7 +18,8 @@ DEFAULT_ACTIONS: tuple[str, ...] = (
 )
 
 #: Values that reproduce checkpoints saved before a key existed (new runs get the field default).
-_LEGACY_MODEL_KEYS: dict[str, Any] = {"item_pool": False, "embedding_init_std": 1.0, "use_recency_rank": False}
+_LEGACY_MODEL_KEYS: dict[str, Any] = {"item_pool": False, "embedding_init_std": 1.0, "use_recency_rank": False,
+                                       "item_counts": False}
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,15 @@ class ModelConfig:
     #: its likeness to what the user just touched (the co-occurrence kNN's signal, in the model's
     #: space). Empty, or ``gamma`` 0: nothing added. ``evaluate`` chooses them on validation users.
     recent_pool: tuple[tuple[float, float], ...] = ()
+    #: the model keeps each item's ``log(1 + its count of training events)`` (a buffer): the item
+    #: side of ``item_prior``
+    item_counts: bool = True
+    #: per scenario ``lam``: every vector gains a last coordinate ``lam`` and every item vector
+    #: one holding its log count, so an item scores ``lam * log(1 + count)`` more (its popularity
+    #: prior; items the model never saw, 0). The learned vectors are unit length and cannot say
+    #: "popular" by themselves. Empty: no coordinate (what training scores). ``evaluate`` chooses
+    #: them on validation users (docs/model.md).
+    item_prior: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -101,11 +111,21 @@ class ModelConfig:
             raise ConfigError(f"recent_pool: gamma must be >= 0 and delta in (0, 1], got {self.recent_pool}")
         if self.recent_items < 0:
             raise ConfigError(f"recent_items={self.recent_items} must be >= 0")
+        if self.item_prior and (len(self.item_prior) != len(self.scenarios) or min(self.item_prior) < 0):
+            raise ConfigError(f"item_prior needs one weight >= 0 per scenario ({len(self.scenarios)}), "
+                              f"got {self.item_prior}")
+        if self.item_prior and not self.item_counts:
+            raise ConfigError("item_prior needs the item counts (item_counts=True)")
 
     @property
     def n_vectors(self) -> int:
         """Vectors per scenario in the model's output: the learned queries, then the recent items."""
         return self.n_queries + (self.recent_items if self.recent_weights else 0)
+
+    @property
+    def vector_dim(self) -> int:
+        """Width of the served user and item vectors: ``dim``, plus the prior's coordinate."""
+        return self.dim + (1 if self.item_prior else 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""

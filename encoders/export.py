@@ -50,7 +50,7 @@ def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
         )
     (out_dir / ITEMS_NAME).write_text(json.dumps(items))
     with torch.no_grad():
-        vectors = model.item_vectors(torch.arange(cfg.n_items)).numpy().astype(np.float32)
+        vectors = model.served_item_vectors(torch.arange(cfg.n_items)).numpy().astype(np.float32)
     np.save(out_dir / ITEM_VECTORS_NAME, vectors)
     write_item_index(out_dir, items, cfg.scenarios, ckpt.get("item_scenarios"))  # None: an older checkpoint
     files = {"model": MODEL_NAME, "items": ITEMS_NAME, "item_vectors": ITEM_VECTORS_NAME,
@@ -67,7 +67,7 @@ def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
         TensorSpec(n, _DTYPES[n], ["batch", "seq"] + ([cfg.text_dim] if n == "text_vec" else []))
         for n in names
     ]
-    outputs = [TensorSpec("interests", "float32", ["batch", len(cfg.scenarios), cfg.n_vectors, cfg.dim])]
+    outputs = [TensorSpec("interests", "float32", ["batch", len(cfg.scenarios), cfg.n_vectors, cfg.vector_dim])]
     manifest = Manifest(
         config=cfg, inputs=inputs, outputs=outputs, files=files,
         sha256={f: sha256_file(out_dir / f) for f in files.values()},
@@ -80,14 +80,14 @@ def export(checkpoint_path: Path, out_dir: Path, opset: int = 17) -> Manifest:
 
 
 class _NewItems(torch.nn.Module):
-    """``text_vec [N, text_dim]`` -> ``item_vectors [N, D]`` (``InterestModel.text_item_vectors``)."""
+    """``text_vec [N, text_dim]`` -> ``item_vectors [N, D]`` (``InterestModel.served_text_item_vectors``)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, text_vec: torch.Tensor) -> torch.Tensor:
-        return self.model.text_item_vectors(text_vec)
+        return self.model.served_text_item_vectors(text_vec)
 
 
 def _export_new_items(model: torch.nn.Module, path: Path, opset: int) -> None:

@@ -117,9 +117,9 @@ class ItemIndex:
         if tuple(doc["scenarios"]) != manifest.config.scenarios:
             raise ManifestMismatchError(f"item index scenarios {doc['scenarios']} != model's "
                                         f"{list(manifest.config.scenarios)}")
-        if table.shape != (manifest.config.n_items, manifest.config.dim):
+        if table.shape != (manifest.config.n_items, manifest.config.vector_dim):
             raise ManifestMismatchError(f"item vectors {table.shape} != model's "
-                                        f"({manifest.config.n_items}, {manifest.config.dim})")
+                                        f"({manifest.config.n_items}, {manifest.config.vector_dim})")
         rows = np.asarray(doc["rows"], np.int64)
         if len(rows) != len(doc["ids"]) or (len(rows) and (rows.min() < FIRST_ITEM_ROW or rows.max() >= len(table))):
             raise ManifestMismatchError("item index rows do not fit the item vectors")

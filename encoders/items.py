@@ -10,8 +10,9 @@ from scipy import sparse
 from scipy.sparse.linalg import svds
 
 from encoders.dataset import EventDataset, UserHistory
+from encoders.features import FIRST_ITEM_ROW
 
-__all__ = ["align_table", "cooccurrence_table", "interaction_matrix", "title_table"]
+__all__ = ["align_table", "cooccurrence_table", "interaction_matrix", "item_event_counts", "title_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,16 @@ def interaction_matrix(histories: Sequence[UserHistory], index: Mapping[str, int
     m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(histories), n_items))
     m.data[:] = 1.0
     return m
+
+
+def item_event_counts(histories: Sequence[UserHistory], dataset: EventDataset) -> np.ndarray:
+    """``[n_items]`` how many of the histories' events touch each vocabulary row (0 for the
+    padding and unknown rows): the item side of the popularity prior."""
+    counts = np.zeros(dataset.n_items, np.float64)
+    for h in histories:
+        np.add.at(counts, dataset.item_rows(h), 1.0)
+    counts[:FIRST_ITEM_ROW] = 0.0
+    return counts
 
 
 def cooccurrence_table(

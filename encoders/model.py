@@ -60,7 +60,8 @@ class InterestModel(nn.Module):
     own view and the others the all view, both in one graph.
     """
 
-    def __init__(self, cfg: ModelConfig, content: torch.Tensor | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, content: torch.Tensor | None = None,
+                 item_counts: torch.Tensor | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
@@ -70,6 +71,9 @@ class InterestModel(nn.Module):
             table = content if content is not None else torch.zeros(cfg.n_items, cfg.content_dim)
             self.register_buffer("content", table.float().clone())
             self.content_proj = nn.Linear(cfg.content_dim, d)
+        if cfg.item_counts:  # the item side of ``cfg.item_prior``: log(1 + training events) per row
+            counts = item_counts if item_counts is not None else torch.zeros(cfg.n_items)
+            self.register_buffer("item_log_count", torch.log1p(counts.double()).float())
         if cfg.use_text:
             self.text_proj = nn.Linear(cfg.text_dim, d)
         self.scen_emb = nn.Embedding(n_scen, d)
@@ -113,6 +117,11 @@ class InterestModel(nn.Module):
         (per scenario ``(gamma, delta)``) to its learned ones; empty: none (a new model, eval mode)."""
         return self._served_as(recent_weights=tuple(weights), recent_pool=tuple(pool))
 
+    def with_item_prior(self, weights: tuple[float, ...]) -> InterestModel:
+        """The same weights, serving each scenario's popularity prior ``weights`` (per scenario
+        ``lam``; empty: none): the vectors gain one coordinate (a new model, eval mode)."""
+        return self._served_as(item_prior=tuple(weights))
+
     def _served_as(self, **changes: object) -> InterestModel:
         model = InterestModel(self.cfg.with_(**changes))
         model.load_state_dict(self.state_dict())
@@ -128,6 +137,22 @@ class InterestModel(nn.Module):
     def item_vectors(self, item_idx: torch.Tensor) -> torch.Tensor:
         """L2-normalised item vectors in the interest space (shared head)."""
         return F.normalize(self.head(self.ln_f(self.item_content(item_idx))), dim=-1)
+
+    def served_item_vectors(self, item_idx: torch.Tensor, from_text: bool = False) -> torch.Tensor:
+        """``item_vectors`` as served (``cfg.vector_dim`` wide): with ``cfg.item_prior`` each
+        ends in the item's log count, which the user vectors' last coordinate weighs.
+        ``from_text``: what the items would get as new items (``item_vectors_from_text``, count 0)."""
+        if from_text:
+            return self.served_text_item_vectors(self.content[item_idx, -self.cfg.text_dim :])
+        vectors = self.item_vectors(item_idx)
+        if not self.cfg.item_prior:
+            return vectors
+        return torch.cat([vectors, self.item_log_count[item_idx].unsqueeze(-1).to(vectors.dtype)], dim=-1)
+
+    def served_text_item_vectors(self, text_vec: torch.Tensor) -> torch.Tensor:
+        """``text_item_vectors`` as served: a new item has no training events, so its log count is 0."""
+        vectors = self.text_item_vectors(text_vec)
+        return F.pad(vectors, (0, 1)) if self.cfg.item_prior else vectors
 
     def text_item_vectors(self, text_vec: torch.Tensor) -> torch.Tensor:
         """Item vectors for items the model never saw, from ``[N, text_dim]`` MiniLM vectors of
@@ -158,8 +183,10 @@ class InterestModel(nn.Module):
         own_view: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, S, V, D]`` interest vectors (``V = cfg.n_vectors``: the learned queries, then the
-        recent items when ``cfg.recent_weights`` is set). ``own_view`` (``[B]``, 1: the own view for
-        every scenario of that row); None: each scenario in the view ``cfg.own_view_scenarios`` says."""
+        recent items when ``cfg.recent_weights`` is set; ``D = cfg.vector_dim``: with
+        ``cfg.item_prior`` each scenario's vectors end in its weight). ``own_view`` (``[B]``, 1: the
+        own view for every scenario of that row); None: each scenario in the view
+        ``cfg.own_view_scenarios`` says."""
         inputs = (item_idx, scenario_idx, action_idx, gap_bucket, hour, mask, text_vec, has_text)
         if own_view is not None:
             learned = self._encode(*inputs, own_view=own_view)
@@ -173,9 +200,13 @@ class InterestModel(nn.Module):
             both = self._encode(*doubled, own_view=views)
             learned = torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
             own = self.own_scenarios[None, :]
-        if not (self.cfg.recent_weights or self.cfg.recent_pool):
-            return learned
-        return self._with_recent_items(learned, item_idx, scenario_idx, mask, own)
+        out = learned
+        if self.cfg.recent_weights or self.cfg.recent_pool:
+            out = self._with_recent_items(learned, item_idx, scenario_idx, mask, own)
+        if not self.cfg.item_prior:
+            return out
+        prior = torch.tensor(self.cfg.item_prior, dtype=out.dtype, device=out.device)
+        return torch.cat([out, prior[None, :, None, None] * torch.ones_like(out[..., :1])], dim=-1)
 
     def _encode(self, *inputs: torch.Tensor | None, own_view: torch.Tensor | None) -> torch.Tensor:
         """``forward``'s inputs, in its order, with every row's view given (None: the all view)."""

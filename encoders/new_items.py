@@ -58,6 +58,6 @@ class NewItemEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """One vector per text (a title, an ad's copy), ``[len(texts), D]`` float32."""
         if not len(texts):
-            return np.zeros((0, self.manifest.config.dim), np.float32)
+            return np.zeros((0, self.manifest.config.vector_dim), np.float32)
         (vectors,) = self._session.run(None, {"text_vec": self._text.encode(list(texts))})
         return np.asarray(vectors, np.float32)

@@ -80,7 +80,8 @@ class InterestEncoder:
 
     @property
     def dim(self) -> int:
-        return self.manifest.config.dim
+        """Width of the interest vectors (and of the artifact's item vectors)."""
+        return self.manifest.config.vector_dim
 
     @property
     def max_len(self) -> int:
@@ -99,7 +100,7 @@ class InterestEncoder:
         """Interest vectors for each user in ``batch`` (any size, empty sequences allowed)."""
         cfg = self.manifest.config
         if not batch:
-            return np.zeros((0, len(cfg.scenarios), cfg.n_vectors, cfg.dim), np.float32)
+            return np.zeros((0, len(cfg.scenarios), cfg.n_vectors, cfg.vector_dim), np.float32)
         text_fn = self._text.encode if self._text is not None else None
         inputs = build_inputs(batch, self._index, cfg, text_fn)
         (out,) = self._session.run(["interests"], inputs)

@@ -19,7 +19,7 @@ from encoders.config import TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import MixingPolicyProtocol, SequenceInput, TextFn, build_inputs
-from encoders.items import cooccurrence_table
+from encoders.items import cooccurrence_table, item_event_counts
 from encoders.model import InterestModel
 
 __all__ = [
@@ -212,8 +212,9 @@ def train(
     rng = np.random.default_rng(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     content = None if dataset.content is None else torch.from_numpy(dataset.content)
-    # training scores the learned queries alone; the checkpoint keeps the recent-item weights and pool
-    model = InterestModel(cfg.with_(recent_weights=(), recent_pool=()), content).to(device)
+    counts = torch.from_numpy(item_event_counts(dataset.histories, dataset)) if cfg.item_counts else None
+    # training scores the learned queries alone; the checkpoint keeps the recent-item weights, pool and prior
+    model = InterestModel(cfg.with_(recent_weights=(), recent_pool=(), item_prior=()), content, counts).to(device)
     with torch.no_grad():
         model.log_tau.fill_(float(np.log(config.init_tau)))
     averaged = copy.deepcopy(model) if config.ema_decay is not None else model  # what is scored and saved

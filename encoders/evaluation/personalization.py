@@ -11,7 +11,8 @@ scenario, from the vectors alone (no held-out targets needed):
   averaged over users. Near 1: the queries are redundant.
 
 Both cosines read the learned query vectors only (``n_learned``): a model's recent-item vectors
-are items the user touched, not a summary of the user.
+are items the user touched, not a summary of the user; and only their first ``n_dims``
+coordinates: a popularity prior's coordinate is the same for every user.
 * ``distinct_top_k``: number of distinct items over all users' top-``k`` lists.
 * ``top1_share``: share of users whose #1 item is the most common #1 item.
 * ``planted_share`` (when ``planted`` is given): share of the users' top-``k`` items that lie in
@@ -88,6 +89,7 @@ def personalization_report(
     seed: int = 0,
     scenarios: Sequence[int] | None = None,
     n_learned: int | None = None,
+    n_dims: int | None = None,
 ) -> dict[int, dict[str, float]]:
     """Per scenario index: the collapse diagnostics described in the module docstring.
 
@@ -95,7 +97,9 @@ def personalization_report(
     ``candidate_columns``: one array of columns of ``item_vecs`` for every scenario, or one per
     scenario (sequence or mapping); ``planted``: per user, the set of columns it truly likes;
     ``n_learned``: the first ``n_learned`` of the ``Q`` vectors are the learned queries the
-    cosines read (None: all), the rest (recent items) join only the ranking.
+    cosines read (None: all), the rest (recent items) join only the ranking; likewise the first
+    ``n_dims`` of the ``D`` coordinates (the popularity prior's, the same for every user, joins
+    only the ranking).
     """
     user_vecs = np.asarray(user_vecs, np.float64)
     item_vecs = np.asarray(item_vecs, np.float64)
@@ -103,7 +107,7 @@ def personalization_report(
     n_q = n_learned or user_vecs.shape[2]
     out: dict[int, dict[str, float]] = {}
     for s in scenarios if scenarios is not None else range(n_scen):
-        u = user_vecs[:, s, :n_q]  # [N, Q, D]
+        u = user_vecs[:, s, :n_q, :n_dims]  # [N, Q, D]
         q = _normalise(u)
         cols = _scenario_columns(candidate_columns, s)
         top = topk_lists(user_vecs[:, s], item_vecs, cols, k)

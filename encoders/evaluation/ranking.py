@@ -74,7 +74,7 @@ class ModelScorer:
 
     ``own_view`` True/False puts every scenario in the own/all view; None serves each in the
     view its model config names (as the exported graph does). ``item_vectors`` maps candidate
-    rows to their vectors (default ``model.item_vectors``).
+    rows to their vectors (default ``model.served_item_vectors``).
     """
 
     def __init__(self, model: InterestModel, dataset: EventDataset, policy: MixingPolicyProtocol | None,
@@ -84,7 +84,7 @@ class ModelScorer:
         self.model, self.dataset, self.policy = model.eval(), dataset, policy
         self.input_scenarios, self.batch_size, self.text_fn = input_scenarios, batch_size, text_fn
         self.own_view = own_view
-        self.item_vectors = item_vectors or model.item_vectors
+        self.item_vectors = item_vectors or model.served_item_vectors
         self._vectors: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -107,7 +107,7 @@ class ModelScorer:
             parts.append(self.model(**inputs))
         if not parts:
             cfg = self.model.cfg
-            return torch.zeros(0, len(cfg.scenarios), cfg.n_vectors, cfg.dim, device=device)
+            return torch.zeros(0, len(cfg.scenarios), cfg.n_vectors, cfg.vector_dim, device=device)
         done = torch.cat(parts)
         out = torch.empty_like(done)
         out[torch.from_numpy(order).to(device)] = done

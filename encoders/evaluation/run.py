@@ -7,6 +7,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,9 @@ POOL_GRID = ((0.0, 1.0),) + tuple((g, d) for g in (0.02, 0.05, 0.1, 0.2, 0.4) fo
 #: standard errors (the one-standard-error rule): it moves every score, and synthetic data's 30
 #: validation users chose pools on gains of 0.3-1.2 standard errors that lost on its test users
 POOL_CHOICE_Z = 1.0
+#: each scenario's popularity prior tried on the validation users after its pool; 0: none. Kept
+#: under the same one-standard-error rule
+PRIOR_GRID = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16)
 
 
 @dataclass(frozen=True)
@@ -216,53 +220,69 @@ def _choose_recent_weights(model: InterestModel, split: Split, cfg: EvaluationCo
                            val: Sequence[EvalCases], wrap, text_fn: TextFn | None,  # noqa: ANN001
                            results: Results) -> InterestModel:
     """Per scenario, the (alpha, beta) of ``RECENT_GRID`` whose recent items score best on
-    ``val`` (ties: none), then with them the (gamma, delta) of ``POOL_GRID`` if its gain is
-    clear (``POOL_CHOICE_Z``); the choices go into ``results``."""
+    ``val`` (ties: none), then with them the (gamma, delta) of ``POOL_GRID`` and then the
+    popularity prior of ``PRIOR_GRID``, each if its gain is clear (``POOL_CHOICE_Z``); the
+    choices go into ``results``."""
     n_scen = len(model.cfg.scenarios)
-    grid = RecentGridScorer(ModelScorer(model.with_recent_weights(((1.0, 1.0),) * n_scen), split.dataset, policy,
-                                        scenarios, text_fn=text_fn), model.cfg.n_queries)
+    prior = model.cfg.item_counts  # a checkpoint from before the counts has no prior to choose
+    unscaled = model.with_recent_weights(((1.0, 1.0),) * n_scen)
+    if prior:
+        unscaled = unscaled.with_item_prior((1.0,) * n_scen)
+    grid = RecentGridScorer(ModelScorer(unscaled, split.dataset, policy, scenarios, text_fn=text_fn),
+                            model.cfg.n_queries)
 
-    def best(options: Sequence[tuple[float, float]], fixed: dict[int, tuple[float, float]],
-             pool: bool) -> tuple[list[int], np.ndarray]:
-        """Per val case the chosen option (recent items: the best on ``val``; a pool: the best
-        if its gain is clear), and ``[options, val cases]`` mean NDCG@10."""
+    def best(options: Sequence[tuple[float, ...]], fixed: dict[int, tuple[float, ...]],
+             z: float) -> tuple[list[int], np.ndarray]:
+        """Per val case the chosen option (the best on ``val``, kept only if its gain over the
+        first is clear by ``z`` standard errors) with the ``fixed`` weights before it, and
+        ``[options, val cases]`` mean NDCG@10."""
         per_user = []  # [options][val cases]: each user's NDCG@10
         for option in options:
-            grid.weights = {c.scenario: (*fixed[c.scenario], *option) if pool else (*option, 0.0, 1.0)
-                            for c in val}
+            grid.weights = {c.scenario: (*fixed.get(c.scenario, ()), *option) for c in val}
             per_user.append(_val_ndcg_per_user(wrap(grid), val, cfg))
-        z = POOL_CHOICE_Z if pool else 0.0
         picks = [_clear_gain([users[j] for users in per_user], z) for j in range(len(val))]
         return picks, np.array([[x.mean() for x in users] for users in per_user])
 
-    picks, item_scores = best(RECENT_GRID, {}, pool=False)
+    picks, item_scores = best(RECENT_GRID, {}, z=0.0)
     chosen = {c.scenario: RECENT_GRID[i] for c, i in zip(val, picks, strict=True)}
-    pool_picks, pool_scores = best(POOL_GRID, chosen, pool=True)
+    pool_picks, pool_scores = best(POOL_GRID, chosen, z=POOL_CHOICE_Z)
     pools = {c.scenario: POOL_GRID[i] for c, i in zip(val, pool_picks, strict=True)}
+    prior_picks, prior_scores = pool_picks, pool_scores
+    if prior:
+        prior_picks, prior_scores = best(tuple((lam,) for lam in PRIOR_GRID),
+                                         {s: (*chosen[s], *pools[s]) for s in chosen}, z=POOL_CHOICE_Z)
+    lams = {c.scenario: PRIOR_GRID[i] if prior else 0.0 for c, i in zip(val, prior_picks, strict=True)}
     for j, c in enumerate(val):
         (alpha, beta), (gamma, delta) = chosen[c.scenario], pools[c.scenario]
         results.setdefault(RECENT_KEY, {})[split.scenario_names[c.scenario]] = {
-            "alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta, "without": float(item_scores[0, j]),
-            "with": float(item_scores[picks[j], j]), "with pool": float(pool_scores[pool_picks[j], j])}
+            "alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta, "lam": lams[c.scenario],
+            "without": float(item_scores[0, j]), "with": float(item_scores[picks[j], j]),
+            "with pool": float(pool_scores[pool_picks[j], j]), "with prior": float(prior_scores[prior_picks[j], j])}
     weights = tuple(chosen.get(s, RECENT_GRID[0]) for s in range(n_scen))
     pool = tuple(pools.get(s, POOL_GRID[0]) for s in range(n_scen))
-    logger.info("recent-item weights and pool chosen on validation users: %s %s", weights, pool)
-    return model.with_recent_weights(weights if any(a > 0 for a, _ in weights) else (),
-                                     pool if any(g > 0 for g, _ in pool) else ())
+    lam = tuple(lams.get(s, 0.0) for s in range(n_scen))
+    logger.info("recent-item weights, pool and popularity prior chosen on validation users: %s %s %s",
+                weights, pool, lam)
+    served = model.with_recent_weights(weights if any(a > 0 for a, _ in weights) else (),
+                                       pool if any(g > 0 for g, _ in pool) else ())
+    return served.with_item_prior(lam) if any(lam) else served
 
 
 class RecentGridScorer:
-    """Scores as a model whose scenarios have the recent-item weights and pool ``weights``
-    (scenario → ``(alpha, beta, gamma, delta)``; missing: none) would, from one forward pass
-    per context batch of the same model with weights (1, 1) and no pool: the learned vectors do
-    not depend on them, and each recent row is the item's vector, or (no item) a copy of learned
-    row 0. The pool adds ``gamma * delta**k`` times the k-th found row to every learned vector;
-    the appended rows are scaled by ``alpha * beta**k``, a missing one copying pooled row 0.
-    Each context batch's vectors are kept, so the grid costs one forward pass."""
+    """Scores as a model whose scenarios have the recent-item weights, pool and popularity prior
+    ``weights`` (scenario → ``(alpha, beta, gamma, delta, lam)``, a prefix of it; missing: none)
+    would, from one forward pass per context batch of the same model with weights (1, 1), no
+    pool and (when the model has it) prior 1: the learned vectors do not depend on them, and each
+    recent row is the item's vector, or (no item) a copy of learned row 0. The pool adds
+    ``gamma * delta**k`` times the k-th found row to every learned vector; the appended rows are
+    scaled by ``alpha * beta**k``, a missing one copying pooled row 0; every row's prior
+    coordinate becomes ``lam``. Each context batch's vectors are kept, so the grid costs one
+    forward pass."""
 
     def __init__(self, unscaled: ModelScorer, n_queries: int) -> None:
         self.unscaled, self.n_queries = unscaled, n_queries
-        self.weights: dict[int, tuple[float, float, float, float]] = {}
+        self.prior = bool(unscaled.model.cfg.item_prior)
+        self.weights: dict[int, tuple[float, ...]] = {}
         self._interests: dict[tuple, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -272,16 +292,21 @@ class RecentGridScorer:
         if key not in self._interests:
             self._interests[key] = self.unscaled.interests(contexts)[:, scenario]  # [N, Q+K, D]
         u = self._interests[key]
+        if self.prior:
+            u = u[..., :-1]
         learned, recent = u[:, : self.n_queries], u[:, self.n_queries :]
-        alpha, beta, gamma, delta = self.weights.get(scenario, (0.0, 1.0, 0.0, 1.0))
+        alpha, beta, gamma, delta, lam = (*self.weights.get(scenario, ()), 0.0, 1.0, 0.0, 1.0, 0.0)[:5]
         found = (recent != learned[:, :1]).any(dim=-1, keepdim=True)  # a fallback row copies row 0
         k = torch.arange(recent.shape[1], dtype=u.dtype, device=u.device)
         if gamma > 0:
             learned = learned + (recent * found * (gamma * delta**k)[None, :, None]).sum(dim=1, keepdim=True)
-        if alpha <= 0:
-            return learned
-        return torch.cat([learned, torch.where(found, recent * (alpha * beta**k)[None, :, None], learned[:, :1])],
-                         dim=1)
+        out = learned
+        if alpha > 0:
+            out = torch.cat([learned, torch.where(found, recent * (alpha * beta**k)[None, :, None], learned[:, :1])],
+                            dim=1)
+        if self.prior:
+            out = torch.cat([out, torch.full((*out.shape[:2], 1), lam, dtype=u.dtype, device=u.device)], dim=-1)
+        return out
 
     @torch.no_grad()
     def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
@@ -299,7 +324,7 @@ def _personalization(model: InterestModel, split: Split, policy: MixingPolicyPro
                      text_fn: TextFn | None = None) -> None:
     scorer = ModelScorer(model, split.dataset, policy, text_fn=text_fn)
     with torch.no_grad():
-        items = model.item_vectors(torch.arange(split.dataset.n_items)).numpy()
+        items = model.served_item_vectors(torch.arange(split.dataset.n_items)).numpy()
     for c in split.test:
         planted = None
         if planted_items is not None:
@@ -308,7 +333,7 @@ def _personalization(model: InterestModel, split: Split, policy: MixingPolicyPro
         contexts = c.contexts()
         users = np.concatenate([scorer.interests(contexts[i:i + 512]).numpy() for i in range(0, len(contexts), 512)])
         row = personalization_report(users, items, c.columns, planted=planted, scenarios=[c.scenario],
-                                     n_learned=model.cfg.n_queries)[c.scenario]
+                                     n_learned=model.cfg.n_queries, n_dims=model.cfg.dim)[c.scenario]
         results.setdefault("personalization (unistate)", {})[f"{split.scenario_names[c.scenario]} report"] = row
 
 
@@ -317,8 +342,9 @@ def _score_as_new_items(model: InterestModel, split: Split, cfg: EvaluationConfi
                         results: Results) -> None:
     """Every candidate as an item the model never saw: its vector from its title alone
     (``text_item_vectors``), against the mean-pool of the context's title vectors."""
+    as_new = partial(model.served_item_vectors, from_text=True)
     _score("unistate, candidates as new items (title only)",
-           wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn, item_vectors=model.item_vectors_from_text)),
+           wrap(ModelScorer(model, split.dataset, policy, text_fn=text_fn, item_vectors=as_new)),
            split.test, split, cfg, results)
     titles = split.dataset.content[:, -model.cfg.text_dim :]
     _score("mean-pool of recent title vectors", wrap(MeanPool(titles, split.dataset)), split.test, split, cfg, results)

@@ -76,6 +76,18 @@ def _scenario_pair(names: str) -> Callable[[str], tuple[str, tuple[float, float]
     return parse
 
 
+def _scenario_weight(text: str) -> tuple[str, float]:
+    """Parser of ``SCENARIO=LAM`` → ``(scenario, lam)``; LAM >= 0."""
+    scenario, _, number = text.partition("=")
+    try:
+        lam = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SCENARIO=LAM, got {text!r}") from None
+    if scenario not in ("feed", "search", "ads") or not lam >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: SCENARIO is feed, search or ads; LAM >= 0")
+    return scenario, lam
+
+
 def _share(text: str) -> float:
     """Parser of a share in [0, 1)."""
     try:
@@ -92,7 +104,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     fixed = [flag for flag, value in (("--own-view", args.own_view), ("--recent", args.recent),
-                                      ("--recent-pool", args.recent_pool)) if value]
+                                      ("--recent-pool", args.recent_pool), ("--prior", args.prior)) if value]
     if fixed and args.validation_share > 0:
         print(f"unistate: {', '.join(fixed)} set what the validation users choose; add --validation-share 0 "
               "to train on every user with them", file=sys.stderr)
@@ -103,6 +115,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             per_scenario = dict(option)
             weights = tuple(per_scenario.get(s, (0.0, 1.0)) for s in cfg.model.scenarios)
             cfg = replace(cfg, model=cfg.model.with_(**{key: weights}))
+    if args.prior:
+        lam = dict(args.prior)
+        cfg = replace(cfg, model=cfg.model.with_(item_prior=tuple(lam.get(s, 0.0) for s in cfg.model.scenarios)))
     histories = _histories(args)
     if histories is None:
         from encoders.data.synthetic import synthetic_dataset
@@ -285,15 +300,16 @@ def _print_choices(results: dict) -> None:
         print(format_table({k: {"": v} for k, v in results[VIEWS_KEY].items()},
                            ("all view", "own view", "own view chosen")))
     if RECENT_KEY in results:
-        print("\n### recent items (unistate, validation users: NDCG@10 without them, with them, then with "
-              "the pool; alpha / gamma 0 = none)\n")
+        print("\n### recent items (unistate, validation users: NDCG@10 without them, with them, with "
+              "the pool, then with the popularity prior; alpha / gamma / lam 0 = none)\n")
         print(format_table({k: {"": v} for k, v in results[RECENT_KEY].items()},
-                           ("alpha", "beta", "gamma", "delta", "without", "with", "with pool")))
+                           ("alpha", "beta", "gamma", "delta", "lam", "without", "with", "with pool", "with prior")))
         own = [s for s, v in results.get(VIEWS_KEY, {}).items() if v["own view chosen"]]
         chosen = [f"--own-view {' '.join(own)}"] if own else []
         chosen += [f"--recent {s}={v['alpha']:g},{v['beta']:g}" for s, v in results[RECENT_KEY].items() if v["alpha"]]
         chosen += [f"--recent-pool {s}={v['gamma']:g},{v['delta']:g}"
                    for s, v in results[RECENT_KEY].items() if v.get("gamma")]
+        chosen += [f"--prior {s}={v['lam']:g}" for s, v in results[RECENT_KEY].items() if v.get("lam")]
         if chosen:
             print(f"\n(`unistate train` makes these choices on its own validation users; with "
                   f"`--validation-share 0` it serves them with: {' '.join(chosen)})")
@@ -341,15 +357,16 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="train the interest model and save a checkpoint",
                               description="Train on synthetic events (default), your own --events or a "
                               "known --dataset with the recipe `evaluate` measures: validation users choose the "
-                              "epoch and each scenario's view, recent items and pool. The checkpoint holds the "
-                              "config they chose and the mixing policy.")
+                              "epoch and each scenario's view, recent items, pool and popularity prior. The "
+                              "checkpoint holds the config they chose and the mixing policy.")
     p.add_argument("--data", choices=["synthetic"], default="synthetic", help="without --events/--dataset")
     p.add_argument("--users", type=int, default=300, help="synthetic users")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--validation-share", type=_share, default=0.1, metavar="SHARE",
                    help="a seeded share of the users (default 0.1, at most 2,000) whose last event per scenario "
-                   "is held out to choose, as `evaluate` does, the epoch and each scenario's view, recent items "
-                   "and pool; 0: train on every event with the fixed epoch rule and the options below")
+                   "is held out to choose, as `evaluate` does, the epoch and each scenario's view, recent items, "
+                   "pool and popularity prior; 0: train on every event with the fixed epoch rule and the options "
+                   "below")
     p.add_argument("--own-view", nargs="*", default=[], choices=["feed", "search", "ads"], metavar="SCENARIO",
                    help="with --validation-share 0: serve these scenarios' vectors from their own events only")
     p.add_argument("--recent", action="append", default=[], type=_scenario_pair("ALPHA,BETA"),
@@ -360,6 +377,10 @@ def register(subparsers: Any) -> None:
                    metavar="SCENARIO=GAMMA,DELTA",
                    help="with --validation-share 0: add GAMMA*DELTA^k times the k-th newest of those items to "
                    "each of SCENARIO's learned vectors (repeatable; default: none)")
+    p.add_argument("--prior", action="append", default=[], type=_scenario_weight, metavar="SCENARIO=LAM",
+                   help="with --validation-share 0: every item scores LAM*log(1 + its training events) more "
+                   "for SCENARIO (its popularity prior; the vectors gain one coordinate; repeatable; default: "
+                   "none)")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_train))
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX + manifest for the worker")
@@ -369,8 +390,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("evaluate", help="the model against baselines on any events",
                               description="Per target scenario, each user's last event there is the target "
                               "and everything before it the context; validation users (seeded) choose the "
-                              "epoch, each scenario's view, recent items and pool, and kNN's decay; ranked "
-                              "against the full catalogue and 999 sampled negatives. Prints metrics (also split by "
+                              "epoch, each scenario's view, recent items, pool and popularity prior, and kNN's "
+                              "decay; ranked against the full catalogue and 999 sampled negatives. Prints metrics "
+                              "(also split by "
                               "targets the user had touched before and new ones), the choices and the "
                               "personalization report.")
     p.add_argument("--max-test-users", type=int, help="a seeded random sample of N test users (faster)")

@@ -128,3 +128,37 @@ def test_tampered_onnx_or_manifest_fails_fast(tiny_artifact: Path, tmp_path: Pat
     (art / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ManifestMismatchError):
         InterestEncoder.load(art)
+
+
+def test_onnx_serves_the_popularity_prior_as_one_more_coordinate(
+    tiny_artifact: Path, tiny_dataset: EventDataset, policy: object, tmp_path: Path
+) -> None:
+    """With ``item_prior`` every vector of a scenario ends in its weight and every exported item
+    vector in the item's log count of training events, so the dot product scores an item its
+    learned score plus weight × log count; the learned coordinates are the model's without it."""
+    from encoders.export import export
+    from encoders.item_index import ItemIndex
+    from encoders.items import item_event_counts
+
+    ckpt = torch.load(tiny_artifact / "model.pt", weights_only=False)
+    log_count = ckpt["state_dict"]["item_log_count"].numpy()
+    np.testing.assert_allclose(log_count, np.log1p(item_event_counts(tiny_dataset.histories, tiny_dataset)), rtol=1e-6)
+    ckpt["model_config"]["item_prior"] = [0.1, 0.0, 0.05]
+    torch.save(ckpt, tmp_path / "model.pt")
+    export(tmp_path / "model.pt", tmp_path / "artifact")
+    encoder = InterestEncoder.load(tmp_path / "artifact")
+    plain = InterestEncoder.load(tiny_artifact / "artifact")
+    seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:9]] + [
+        random_sequence(np.random.default_rng(2), 12, tiny_dataset.items)]
+    out = encoder.encode(seqs)
+    assert encoder.dim == plain.dim + 1 and out.shape == (len(seqs), 3, plain.n_queries, encoder.dim)
+    assert np.abs(out[..., :-1] - plain.encode(seqs)).max() <= 1e-5
+    np.testing.assert_array_equal(out[..., -1], np.broadcast_to(np.array([0.1, 0.0, 0.05], np.float32)[:, None],
+                                                                out.shape[1:3])[None].repeat(len(seqs), 0))
+    items, plain_items = ItemIndex.load(tmp_path / "artifact"), ItemIndex.load(tiny_artifact / "artifact")
+    np.testing.assert_allclose(items.vectors[:, -1], log_count[[tiny_dataset.index[i] for i in items.ids]])
+    assert log_count.max() > 0 and log_count[:2].max() == 0  # padding and unknown rows count nothing
+    scores = np.einsum("nqd,cd->nqc", out[:, 0], items.vectors).max(axis=1)
+    expected = np.einsum("nqd,cd->nqc", out[:, 0, :, :-1], plain_items.vectors).max(axis=1) + 0.1 * items.vectors[:, -1]
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+    assert encoder.encode([]).shape == (0, 3, encoder.n_queries, encoder.dim)

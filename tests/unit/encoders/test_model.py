@@ -283,6 +283,25 @@ def test_an_ema_decay_outside_zero_to_one_is_refused() -> None:
         TrainConfig(ema_decay=1.0)
 
 
+def test_a_popularity_prior_needs_one_weight_per_scenario_and_the_counts() -> None:
+    for bad in ((0.1, 0.1), (0.1, -0.1, 0.0)):
+        with pytest.raises(ConfigError, match="item_prior"):
+            ModelConfig(item_prior=bad)
+    with pytest.raises(ConfigError, match="item_counts"):
+        ModelConfig(item_prior=(0.1, 0.0, 0.0), item_counts=False)
+    assert ModelConfig(item_prior=(0.1, 0.0, 0.0)).vector_dim == ModelConfig().dim + 1 == ModelConfig().vector_dim + 1
+
+
+def test_a_checkpoint_from_before_the_item_counts_loads_without_them() -> None:
+    """Its config has no ``item_counts`` key, so its state has no count buffer to expect."""
+    old = {k: v for k, v in ModelConfig(n_items=6).to_dict().items() if k not in ("item_counts", "item_prior")}
+    cfg = ModelConfig.from_dict(old)
+    assert not cfg.item_counts and not cfg.item_prior
+    state = InterestModel(cfg).state_dict()
+    assert "item_log_count" not in state and "item_log_count" in InterestModel(ModelConfig(n_items=6)).state_dict()
+    InterestModel(cfg).load_state_dict(state)
+
+
 def test_a_holdout_fraction_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="holdout_fraction"):
         TrainConfig(holdout_fraction=1.5)

@@ -15,6 +15,7 @@ from encoders.dataset import UserHistory
 from encoders.evaluation.run import (
     NEW,
     POOL_GRID,
+    PRIOR_GRID,
     RECENT_GRID,
     RECENT_KEY,
     TOUCHED,
@@ -50,6 +51,8 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
         assert r["with"] >= r["without"] and (r["with"] == r["without"]) == (r["alpha"] == 0.0)
         assert (r["gamma"], r["delta"]) in POOL_GRID
         assert (r["with pool"] > r["with"] if r["gamma"] else r["with pool"] == r["with"])
+        assert r["lam"] in PRIOR_GRID and (r["with prior"] > r["with pool"] if r["lam"]
+                                           else r["with prior"] == r["with pool"])
     report = results["personalization (unistate)"]
     assert set(report) == {f"{s} report" for s in DEFAULT_SCENARIOS}
     assert all(0.0 < r["planted_chance"] < r["planted_share"] <= 1.0 for r in report.values())
@@ -97,6 +100,26 @@ def test_recent_items_are_chosen_where_users_come_back_to_what_they_just_touched
     assert results["unistate"]["ads sampled"]["NDCG@10"] > 0.9
 
 
+def test_a_popularity_prior_is_chosen_where_users_turn_to_what_everyone_buys() -> None:
+    """Each user's next ad is one of a few best-sellers they have not bought yet, among random
+    other ads: the log counts rank the best-sellers first, which a briefly trained model's
+    unit-length vectors do not quite do, and the validation users choose the prior."""
+    rng = np.random.default_rng(0)
+    hot = [f"hot{k}" for k in range(8)]
+    histories = []
+    for u in range(150):
+        picks = rng.permutation(hot)
+        items = [*picks[:3], *(f"ad{k}" for k in rng.choice(600, 9, replace=False))]
+        events = [(1000 * (t + 1), str(item), None, 2, 1) for t, item in enumerate(rng.permutation(items))]
+        events.append((1000 * (len(events) + 1), str(picks[3]), None, 2, 1))
+        histories.append(UserHistory.from_events(f"u{u}", events))
+    train = replace(presets.demo(), epochs=1, max_epochs=1, min_steps=0, progress=False)
+    results = run_evaluation(histories, DEFAULT_SCENARIOS, EvaluationConfig(train=train, single_scenarios=()),
+                             MixingPolicy())
+    ads = results[RECENT_KEY]["ads"]
+    assert ads["lam"] > 0 and ads["with prior"] > ads["with pool"]
+
+
 def test_a_pool_is_kept_only_if_its_validation_gain_is_clear() -> None:
     """The best mean wins only if its paired gain over none exceeds ``z`` standard errors (the
     pool's rule); with ``z`` 0 (the recent items') any gain wins."""
@@ -113,29 +136,37 @@ def test_a_pool_is_kept_only_if_its_validation_gain_is_clear() -> None:
     assert _clear_gain([none, none - 0.1], 0.0) == 0 and _clear_gain([none[:1], none[:1] + 1], POOL_CHOICE_Z) == 0
 
 
-def test_the_recent_grid_scores_as_the_model_served_with_those_weights() -> None:
-    """One forward pass with weights (1, 1), rescaled, equals serving each grid point's weights
-    and pool: the vectors (fallback rows of short histories included; alpha 0 keeps the learned
-    ones, which score as its copies of row 0) and the scores."""
+@pytest.mark.parametrize("prior", [False, True])
+def test_the_recent_grid_scores_as_the_model_served_with_those_weights(prior: bool) -> None:
+    """One forward pass with weights (1, 1) (and prior 1), rescaled, equals serving each grid
+    point's weights, pool and popularity prior: the vectors (fallback rows of short histories
+    included; alpha 0 keeps the learned ones, which score as its copies of row 0) and the scores."""
     import torch
 
     from encoders.dataset import EventDataset
     from encoders.evaluation.ranking import ModelScorer
-    from encoders.evaluation.run import RecentGridScorer
+    from encoders.evaluation.run import PRIOR_GRID, RecentGridScorer
+    from encoders.items import item_event_counts
     from encoders.model import InterestModel
 
     data = synthetic_dataset(20, seed=1, mean_events=6)
     torch.manual_seed(0)
-    model = InterestModel(presets.demo().model.with_(n_items=data.n_items)).eval()
     dataset = EventDataset(histories=data.histories, items=data.items)
-    unscaled = ModelScorer(model.with_recent_weights(((1.0, 1.0),) * 3), dataset, MixingPolicy())
-    grid = RecentGridScorer(unscaled, model.cfg.n_queries)
+    counts = torch.from_numpy(item_event_counts(data.histories, dataset))
+    model = InterestModel(presets.demo().model.with_(n_items=data.n_items), item_counts=counts).eval()
+    unscaled = model.with_recent_weights(((1.0, 1.0),) * 3)
+    grid = RecentGridScorer(ModelScorer(unscaled.with_item_prior((1.0,) * 3) if prior else unscaled, dataset,
+                                        MixingPolicy()), model.cfg.n_queries)
     contexts = [h.prefix(n) for h in data.histories for n in (1, 2, len(h))]
     columns = np.arange(2, data.n_items)
-    points = [(w, POOL_GRID[0]) for w in RECENT_GRID] + [(w, p) for w in RECENT_GRID[:2] for p in POOL_GRID]
-    for weights, pool in points:
-        grid.weights = {s: (*weights, *pool) for s in range(3)}
-        served = ModelScorer(model.with_recent_weights((weights,) * 3, (pool,) * 3), dataset, MixingPolicy())
+    points = [(w, POOL_GRID[0], 0.0) for w in RECENT_GRID] + [(w, p, 0.0) for w in RECENT_GRID[:2] for p in POOL_GRID]
+    if prior:
+        points += [(w, p, lam) for w in RECENT_GRID[:2] for p in POOL_GRID[:2] for lam in PRIOR_GRID]
+    for weights, pool, lam in points:
+        grid.weights = {s: (*weights, *pool, lam) for s in range(3)}
+        served_model = model.with_recent_weights((weights,) * 3, (pool,) * 3)
+        served = ModelScorer(served_model.with_item_prior((lam,) * 3) if prior else served_model, dataset,
+                             MixingPolicy())
         for s in range(3):
             expected = served.interests(contexts)[:, s]
             if weights[0] == 0:
@@ -155,8 +186,9 @@ def test_train_chooses_on_its_validation_users_and_serves_the_choices(tmp_path: 
 
     args = ["train", "--preset", "demo", "--users", "60", "--validation-share", "0.4", "--epochs", "1", "--no-progress",
             "--out", str(tmp_path)]
-    assert main([*args, "--recent", "ads=1,0.9"]) == 2
-    assert "--validation-share 0" in capsys.readouterr().err
+    for fixed in (["--recent", "ads=1,0.9"], ["--prior", "ads=0.05"]):
+        assert main([*args, *fixed]) == 2
+        assert "--validation-share 0" in capsys.readouterr().err
     assert main(args) == 0
     assert "### recent items" in capsys.readouterr().out
     checkpoint = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)
@@ -179,3 +211,17 @@ def test_train_without_enough_validation_users_trains_on_every_event(tmp_path: P
     assert "too few validation users" in capsys.readouterr().err
     checkpoint = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)
     assert "validation_choices" not in checkpoint and not checkpoint["model_config"]["recent_weights"]
+
+
+def test_train_with_fixed_choices_serves_them(tmp_path: Path) -> None:
+    """``--validation-share 0`` trains on every user and serves the recent items and popularity
+    prior it is given: they are in the checkpoint's config, which export serves."""
+    import torch
+
+    from streams.cli.main import main
+
+    assert main(["train", "--preset", "demo", "--users", "30", "--epochs", "1", "--validation-share", "0",
+                 "--recent", "ads=1,0.9", "--prior", "ads=0.05", "--prior", "feed=0.01", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    cfg = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)["model_config"]
+    assert cfg["item_prior"] == [0.01, 0.0, 0.05] and list(cfg["recent_weights"][2]) == [1.0, 0.9]

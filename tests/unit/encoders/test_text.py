@@ -108,6 +108,29 @@ def test_a_new_item_gets_a_vector_from_its_text_as_in_torch(text_artifact: Path)
     assert encoder.encode([]).shape == (0, model.cfg.dim)
 
 
+def test_with_a_popularity_prior_a_new_item_counts_no_training_events(text_artifact: Path, tmp_path: Path) -> None:
+    """A new item's exported vector ends in a zero log count (it has no training events), after
+    the same coordinates as without the prior; evaluation scores vocabulary items as new items alike."""
+    from encoders.export import export
+    from encoders.new_items import NewItemEncoder
+    from encoders.train import load_checkpoint
+
+    ckpt = torch.load(text_artifact / "model.pt", weights_only=False)
+    ckpt["model_config"]["item_prior"] = [0.1, 0.1, 0.1]
+    torch.save(ckpt, tmp_path / "model.pt")
+    export(tmp_path / "model.pt", tmp_path / "artifact")
+    texts = ["solar panel kit", "espresso machine"]
+    out = NewItemEncoder.load(tmp_path / "artifact").encode(texts)
+    plain = NewItemEncoder.load(text_artifact / "artifact").encode(texts)
+    assert out.shape == (2, plain.shape[1] + 1) and np.abs(out[:, :-1] - plain).max() <= 1e-5 and not out[:, -1].any()
+    model, _, _ = load_checkpoint(tmp_path / "model.pt")
+    rows = torch.arange(2, 6)
+    with torch.no_grad():
+        as_new = model.served_item_vectors(rows, from_text=True)
+        np.testing.assert_allclose(as_new[:, :-1], model.item_vectors_from_text(rows), atol=1e-6)
+        assert not as_new[:, -1].any() and model.served_item_vectors(rows)[:, -1].min() > 0
+
+
 def test_a_model_without_item_texts_has_no_new_item_graph(tiny_artifact: Path, tiny_dataset: EventDataset) -> None:
     from encoders.new_items import NewItemEncoder
     from encoders.train import load_checkpoint, train
