@@ -203,7 +203,7 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
     model, _, _ = load_checkpoint(train(train_cfg, split.dataset, policy, work, text_fn=text_fn, eval_fn=eval_fn,
                                         mixing_policy=mixing_policy))
     if len(views) == 1:
-        return _choose_recent_weights(model, split, cfg, policy, scenarios, val, wrap, text_fn,
+        return _choose_served_weights(model, split, cfg, policy, scenarios, val, wrap, text_fn,
                                       {} if results is None else results)
     scores = per_view(model)
     own = tuple(model.cfg.scenarios[c.scenario] for c, a, o in zip(val, *scores, strict=True) if o > a)
@@ -211,11 +211,11 @@ def _train_model(split: Split, cfg: EvaluationConfig, train_cfg: TrainConfig, po
         results.setdefault(VIEWS_KEY, {})[split.scenario_names[c.scenario]] = {
             "all view": float(a), "own view": float(o), "own view chosen": float(o > a)}
     logger.info("own-view scenarios chosen on validation users: %s", list(own))
-    return _choose_recent_weights(model.with_own_views(own), split, cfg, policy, scenarios, val, wrap, text_fn,
+    return _choose_served_weights(model.with_own_views(own), split, cfg, policy, scenarios, val, wrap, text_fn,
                                   results)
 
 
-def _choose_recent_weights(model: InterestModel, split: Split, cfg: EvaluationConfig,
+def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationConfig,
                            policy: MixingPolicyProtocol | None, scenarios: tuple[int, ...] | None,
                            val: Sequence[EvalCases], wrap, text_fn: TextFn | None,  # noqa: ANN001
                            results: Results) -> InterestModel:
