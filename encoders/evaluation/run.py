@@ -268,6 +268,9 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
     return served.with_item_prior(lam) if any(lam) else served
 
 
+_NO_WEIGHTS = (0.0, 1.0, 0.0, 1.0, 0.0)  # (alpha, beta, gamma, delta, lam): none of them
+
+
 class RecentGridScorer:
     """Scores as a model whose scenarios have the recent-item weights, pool and popularity prior
     ``weights`` (scenario → ``(alpha, beta, gamma, delta, lam)``, a prefix of it; missing: none)
@@ -295,7 +298,8 @@ class RecentGridScorer:
         if self.prior:
             u = u[..., :-1]
         learned, recent = u[:, : self.n_queries], u[:, self.n_queries :]
-        alpha, beta, gamma, delta, lam = (*self.weights.get(scenario, ()), 0.0, 1.0, 0.0, 1.0, 0.0)[:5]
+        given = self.weights.get(scenario, ())
+        alpha, beta, gamma, delta, lam = (*given, *_NO_WEIGHTS[len(given):])
         found = (recent != learned[:, :1]).any(dim=-1, keepdim=True)  # a fallback row copies row 0
         k = torch.arange(recent.shape[1], dtype=u.dtype, device=u.device)
         if gamma > 0:
