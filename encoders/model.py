@@ -142,12 +142,11 @@ class InterestModel(nn.Module):
         """``item_vectors`` as served (``cfg.vector_dim`` wide): with ``cfg.item_prior`` each
         ends in the item's log count, which the user vectors' last coordinate weighs.
         ``from_text``: what the items would get as new items (``item_vectors_from_text``, count 0)."""
-        if from_text:
-            return self.served_text_item_vectors(self.content[item_idx, -self.cfg.text_dim :])
-        vectors = self.item_vectors(item_idx)
+        vectors = self.item_vectors_from_text(item_idx) if from_text else self.item_vectors(item_idx)
         if not self.cfg.item_prior:
             return vectors
-        return torch.cat([vectors, self.item_log_count[item_idx].unsqueeze(-1).to(vectors.dtype)], dim=-1)
+        counts = torch.zeros_like(vectors[..., :1]) if from_text else self.item_log_count[item_idx].unsqueeze(-1)
+        return torch.cat([vectors, counts.to(vectors.dtype)], dim=-1)
 
     def served_text_item_vectors(self, text_vec: torch.Tensor) -> torch.Tensor:
         """``text_item_vectors`` as served: a new item has no training events, so its log count is 0."""

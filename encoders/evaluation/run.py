@@ -247,11 +247,12 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
     chosen = {c.scenario: RECENT_GRID[i] for c, i in zip(val, picks, strict=True)}
     pool_picks, pool_scores = best(POOL_GRID, chosen, z=POOL_CHOICE_Z)
     pools = {c.scenario: POOL_GRID[i] for c, i in zip(val, pool_picks, strict=True)}
-    prior_picks, prior_scores = pool_picks, pool_scores
+    prior_picks, prior_scores = pool_picks, pool_scores  # no prior: "with prior" is "with pool"
+    lams = {c.scenario: 0.0 for c in val}
     if prior:
         prior_picks, prior_scores = best(tuple((lam,) for lam in PRIOR_GRID),
                                          {s: (*chosen[s], *pools[s]) for s in chosen}, z=POOL_CHOICE_Z)
-    lams = {c.scenario: PRIOR_GRID[i] if prior else 0.0 for c, i in zip(val, prior_picks, strict=True)}
+        lams = {c.scenario: PRIOR_GRID[i] for c, i in zip(val, prior_picks, strict=True)}
     for j, c in enumerate(val):
         (alpha, beta), (gamma, delta) = chosen[c.scenario], pools[c.scenario]
         results.setdefault(RECENT_KEY, {})[split.scenario_names[c.scenario]] = {
