@@ -166,7 +166,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     cuts_per_user: int = 8  # context/target cut points sampled per user and epoch
-    targets_per_scenario: int = 3  # next events of each scenario used as positives
+    targets_per_scenario: int = 6  # next events of each scenario used as positives
     #: positives are the next events after the cut at most this far away (None: at any distance,
     #: like the evaluation's last event). A 7-day window found no next event on day-stamped
     #: histories spread over years (Amazon), where only held-out samples then taught.
