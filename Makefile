@@ -55,7 +55,7 @@ EVAL_OUT ?= .artifacts/evaluate
 #: dataset:single-scenario targets (single-scenario models where a multi-scenario claim is checked)
 EVAL_RUNS ?= synthetic: amazon-food-kitchen:feed,search tianchi-ecomm:ads movielens:
 
-evaluate: $(STAMP)  ## the default recipe vs baselines on every dataset, and the Tianchi quota study (~50 min on 2 cores)
+evaluate: $(STAMP)  ## the default recipe vs baselines on every dataset, and the Tianchi quota study (~55 min on 2 cores)
 	@mkdir -p $(EVAL_OUT)
 	set -o pipefail; for run in $(EVAL_RUNS); do d=$${run%%:*}; single=$${run#*:}; \
 	  $(VENV)/bin/unistate evaluate --dataset $$d --single-scenario $${single//,/ } --no-progress \
