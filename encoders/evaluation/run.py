@@ -53,12 +53,12 @@ TOUCHED, NEW = "sampled, touched before", "sampled, new item"
 RECENT_GRID = ((0.0, 1.0),) + tuple((a, b) for a in (0.4, 0.6, 0.8, 1.0) for b in (0.7, 0.85, 0.95))
 #: (gamma, delta) tried for each scenario's recent pool, after its recent items; (0, 1): none
 POOL_GRID = ((0.0, 1.0),) + tuple((g, d) for g in (0.02, 0.05, 0.1, 0.2, 0.4) for d in (0.5, 0.7, 0.9))
-#: a pool is kept only if its paired gain over none on the validation users exceeds this many
-#: standard errors (the one-standard-error rule): it moves every score, and synthetic data's 30
-#: validation users chose pools on gains of 0.3-1.2 standard errors that lost on its test users
-POOL_CHOICE_Z = 1.0
-#: each scenario's popularity prior tried on the validation users after its pool; 0: none. Kept
-#: under the same one-standard-error rule
+#: recent items, a pool or a prior is kept only if its paired gain over none on the validation
+#: users exceeds this many standard errors (the one-standard-error rule): synthetic data's 30
+#: validation users chose pools on gains of 0.3-1.2 standard errors that lost on its test users,
+#: and MovieLens' 94 took recent items or a pool by turns on gains within one standard error
+CHOICE_Z = 1.0
+#: each scenario's popularity prior tried on the validation users after its pool; 0: none
 PRIOR_GRID = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16)
 
 
@@ -220,9 +220,9 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
                            val: Sequence[EvalCases], wrap, text_fn: TextFn | None,  # noqa: ANN001
                            results: Results) -> InterestModel:
     """Per scenario, the (alpha, beta) of ``RECENT_GRID`` whose recent items score best on
-    ``val`` (ties: none), then with them the (gamma, delta) of ``POOL_GRID`` and then the
-    popularity prior of ``PRIOR_GRID``, each if its gain is clear (``POOL_CHOICE_Z``); the
-    choices go into ``results``."""
+    ``val``, then with them the (gamma, delta) of ``POOL_GRID`` and then the popularity prior of
+    ``PRIOR_GRID``, each kept only if its gain over none is clear (``CHOICE_Z``); the choices
+    go into ``results``."""
     n_scen = len(model.cfg.scenarios)
     prior = model.cfg.item_counts  # a checkpoint from before the counts has no prior to choose
     unscaled = model.with_recent_weights(((1.0, 1.0),) * n_scen)
@@ -243,15 +243,15 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
         picks = [_clear_gain([users[j] for users in per_user], z) for j in range(len(val))]
         return picks, np.array([[x.mean() for x in users] for users in per_user])
 
-    picks, item_scores = best(RECENT_GRID, {}, z=0.0)
+    picks, item_scores = best(RECENT_GRID, {}, z=CHOICE_Z)
     chosen = {c.scenario: RECENT_GRID[i] for c, i in zip(val, picks, strict=True)}
-    pool_picks, pool_scores = best(POOL_GRID, chosen, z=POOL_CHOICE_Z)
+    pool_picks, pool_scores = best(POOL_GRID, chosen, z=CHOICE_Z)
     pools = {c.scenario: POOL_GRID[i] for c, i in zip(val, pool_picks, strict=True)}
     prior_picks, prior_scores = pool_picks, pool_scores  # no prior: "with prior" is "with pool"
     lams = {c.scenario: 0.0 for c in val}
     if prior:
         prior_picks, prior_scores = best(tuple((lam,) for lam in PRIOR_GRID),
-                                         {s: (*chosen[s], *pools[s]) for s in chosen}, z=POOL_CHOICE_Z)
+                                         {s: (*chosen[s], *pools[s]) for s in chosen}, z=CHOICE_Z)
         lams = {c.scenario: PRIOR_GRID[i] for c, i in zip(val, prior_picks, strict=True)}
     for j, c in enumerate(val):
         (alpha, beta), (gamma, delta) = chosen[c.scenario], pools[c.scenario]

@@ -121,20 +121,20 @@ def test_a_popularity_prior_is_chosen_where_users_turn_to_what_everyone_buys() -
     assert ads["lam"] > 0 and ads["with prior"] > ads["with pool"]
 
 
-def test_a_pool_is_kept_only_if_its_validation_gain_is_clear() -> None:
+def test_a_choice_is_kept_only_if_its_validation_gain_is_clear() -> None:
     """The best mean wins only if its paired gain over none exceeds ``z`` standard errors (the
-    pool's rule); with ``z`` 0 (the recent items') any gain wins."""
-    from encoders.evaluation.run import POOL_CHOICE_Z, _clear_gain
+    rule for recent items, pool and prior); with ``z`` 0 any gain wins."""
+    from encoders.evaluation.run import CHOICE_Z, _clear_gain
 
     rng = np.random.default_rng(0)
     none = rng.random(400)
     diff = rng.normal(0.0, 0.3, 400)
-    diff += 0.5 * POOL_CHOICE_Z * diff.std(ddof=1) / np.sqrt(400) - diff.mean()  # half the gain it needs
+    diff += 0.5 * CHOICE_Z * diff.std(ddof=1) / np.sqrt(400) - diff.mean()  # half the gain it needs
     noisy = none + diff
     clear = none + 0.05 + rng.normal(0.0, 0.01, 400)
-    assert _clear_gain([none, noisy], POOL_CHOICE_Z) == 0 and _clear_gain([none, noisy], 0.0) == 1
-    assert _clear_gain([none, noisy, clear], POOL_CHOICE_Z) == 2
-    assert _clear_gain([none, none - 0.1], 0.0) == 0 and _clear_gain([none[:1], none[:1] + 1], POOL_CHOICE_Z) == 0
+    assert _clear_gain([none, noisy], CHOICE_Z) == 0 and _clear_gain([none, noisy], 0.0) == 1
+    assert _clear_gain([none, noisy, clear], CHOICE_Z) == 2
+    assert _clear_gain([none, none - 0.1], 0.0) == 0 and _clear_gain([none[:1], none[:1] + 1], CHOICE_Z) == 0
 
 
 @pytest.mark.parametrize("prior", [False, True])
