@@ -363,10 +363,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--users", type=int, default=300, help="synthetic users")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--validation-share", type=_share, default=0.1, metavar="SHARE",
-                   help="a seeded share of the users (default 0.1, at most 2,000) whose last event per scenario "
-                   "is held out to choose, as `evaluate` does, the epoch and each scenario's view, recent items, "
-                   "pool and popularity prior; 0: train on every event with the fixed epoch rule and the options "
-                   "below")
+                   help="a seeded share of the users (default 0.1; at least 300 or a third of them, at most 2,000) "
+                   "whose last event per scenario is held out to choose, as `evaluate` does, the epoch and each "
+                   "scenario's view, recent items, pool and popularity prior; 0: train on every event with the "
+                   "fixed epoch rule and the options below")
     p.add_argument("--own-view", nargs="*", default=[], choices=["feed", "search", "ads"], metavar="SCENARIO",
                    help="with --validation-share 0: serve these scenarios' vectors from their own events only")
     p.add_argument("--recent", action="append", default=[], type=_scenario_pair("ALPHA,BETA"),

@@ -37,6 +37,20 @@ def test_targets_of_validation_and_test_users_never_reach_training() -> None:
     assert np.isin([c.target_rows for c in split.test][0], split.test[0].columns).all()
 
 
+def test_a_small_dataset_gets_at_least_a_floor_of_validation_users() -> None:
+    """10 % of 300 users would be 30: the floor raises it to a third (100); a large dataset keeps
+    its share; ``val_share`` 0 draws none."""
+    import encoders.evaluation.protocol as protocol
+
+    histories = synthetic_dataset(300, seed=2, mean_events=10).histories
+    split = split_events(histories, SCENARIOS, seed=0, min_users=5, content_dim=8)
+    assert len({h.user_id for c in split.val for h in c.histories}) == 100
+    rng = np.random.default_rng(0)
+    _, is_val = protocol._targets_and_validation(histories * 20, 3, rng, 0.1, 2000)  # 6,000 users: 10 %
+    assert is_val.sum() == 600
+    assert not protocol._targets_and_validation(histories, 3, rng, 0.0, 2000)[1].any()
+
+
 def test_the_split_is_seeded() -> None:
     histories = synthetic_dataset(60, seed=2, mean_events=20).histories
     a = split_events(histories, SCENARIOS, seed=5, min_users=5, content_dim=8)
@@ -79,7 +93,7 @@ def test_a_validation_split_holds_out_only_the_validation_users_targets() -> Non
     assert not split.test and split.dataset.items == data.items and split.dataset.content is None
     assert {c.scenario for c in split.val} == {0, 1, 2}
     val_users = {h.user_id for c in split.val for h in c.histories}
-    assert 0 < len(val_users) <= 30
+    assert 0 < len(val_users) <= 40  # a third of 120 (``VALIDATION_FLOOR``), not a quarter
     training = {h.user_id: h for h in split.training}
     for full in data.histories:
         seen = training[full.user_id]
@@ -90,4 +104,4 @@ def test_a_validation_split_holds_out_only_the_validation_users_targets() -> Non
         assert list(seen.ts_ms) == [full.ts_ms[i] for i in range(len(full)) if i not in held]
     for cases in split.val:
         assert np.isin(cases.target_rows, cases.columns).all()
-    assert validation_split(data, SCENARIOS, seed=0, val_share=0.25, min_val_users=31).val == []
+    assert validation_split(data, SCENARIOS, seed=0, val_share=0.25, min_val_users=41).val == []

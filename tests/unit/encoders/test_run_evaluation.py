@@ -36,7 +36,7 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
     rules = []  # the z of every choice on the validation users: recent items, pool and prior
     clear_gain = run._clear_gain
     monkeypatch.setattr(run, "_clear_gain", lambda per_option, z: rules.append(z) or clear_gain(per_option, z))
-    histories = synthetic_dataset(80, seed=0, mean_events=20).histories
+    histories = synthetic_dataset(120, seed=0, mean_events=20).histories
     train = replace(presets.demo(), epochs=1, max_epochs=1, min_steps=0, progress=False)
     cfg = EvaluationConfig(train=train, single_scenarios=("ads",))
     results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, MixingPolicy(), planted_items=planted_items)
@@ -74,7 +74,7 @@ def test_with_item_titles_new_items_are_ranked_by_their_title_alone(tmp_path: Pa
     from encoders.text_serving import TextEncoder
 
     export_text_encoder(tmp_path / "text")
-    histories = synthetic_dataset(80, seed=0, mean_events=20).histories
+    histories = synthetic_dataset(120, seed=0, mean_events=20).histories
     train = replace(presets.demo(), epochs=1, max_epochs=1, min_steps=0, progress=False)
     results = run_evaluation(histories, DEFAULT_SCENARIOS, EvaluationConfig(train=train, single_scenarios=()),
                              MixingPolicy(), text_fn=TextEncoder.load(tmp_path / "text").encode,
