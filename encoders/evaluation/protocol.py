@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 MIN_VALIDATION_USERS = 20
 #: a small dataset's validation share is raised to this many users (at most a third of them):
 #: MovieLens' 10 % (94 users) chose its epoch and pool by chance, and on development users three
-#: seeds read 0.148 on average with 94 and 0.173 with 300 (docs/model.md)
+#: seeds read 0.148 on average with 94 and 0.167-0.173 with ~300 (two draws; docs/model.md)
 VALIDATION_FLOOR = 300
 
 
