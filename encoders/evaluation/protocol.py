@@ -15,7 +15,7 @@ from encoders.items import align_table, cooccurrence_table
 
 __all__ = [
     "MIN_VALIDATION_USERS", "Split", "VALIDATION_FLOOR", "development_histories", "split_events", "target_positions",
-    "validation_split",
+    "validation_count", "validation_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,9 +145,16 @@ def _targets_and_validation(histories: list[UserHistory], n_scen: int, rng: np.r
     targets = np.stack([target_positions(h, n_scen) for h in histories]) if histories else np.zeros((0, n_scen))
     eligible = np.flatnonzero((targets >= 0).any(axis=1))
     is_val = np.zeros(len(histories), bool)
-    n_val = max(1, int(val_share * len(eligible)), min(VALIDATION_FLOOR, len(eligible) // 3)) if val_share > 0 else 0
-    is_val[eligible[_pick(len(eligible), min(max_val_users, n_val), rng)]] = True
+    is_val[eligible[_pick(len(eligible), validation_count(len(eligible), val_share, max_val_users), rng)]] = True
     return targets, is_val
+
+
+def validation_count(n_users: int, val_share: float, max_val_users: int) -> int:
+    """How many of ``n_users`` users with a target validate: ``val_share`` of them, at least
+    ``VALIDATION_FLOOR`` or a third of them, at most ``max_val_users``; none when ``val_share`` is 0."""
+    if val_share <= 0:
+        return 0
+    return min(max_val_users, max(1, int(val_share * n_users), min(VALIDATION_FLOOR, n_users // 3)))
 
 
 def _catalogues(histories: list[UserHistory], n_scen: int) -> list[set[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from encoders.data.synthetic import synthetic_dataset
-from encoders.evaluation.protocol import split_events, target_positions
+from encoders.evaluation.protocol import split_events, target_positions, validation_count
 
 SCENARIOS = ("feed", "search", "ads")
 
@@ -40,15 +40,12 @@ def test_targets_of_validation_and_test_users_never_reach_training() -> None:
 def test_a_small_dataset_gets_at_least_a_floor_of_validation_users() -> None:
     """10 % of 300 users would be 30: the floor raises it to a third (100); a large dataset keeps
     its share; ``val_share`` 0 draws none."""
-    import encoders.evaluation.protocol as protocol
-
     histories = synthetic_dataset(300, seed=2, mean_events=10).histories
     split = split_events(histories, SCENARIOS, seed=0, min_users=5, content_dim=8)
     assert len({h.user_id for c in split.val for h in c.histories}) == 100
-    rng = np.random.default_rng(0)
-    _, is_val = protocol._targets_and_validation(histories * 20, 3, rng, 0.1, 2000)  # 6,000 users: 10 %
-    assert is_val.sum() == 600
-    assert not protocol._targets_and_validation(histories, 3, rng, 0.0, 2000)[1].any()
+    assert validation_count(6000, 0.1, 2000) == 600
+    assert validation_count(60000, 0.1, 2000) == 2000
+    assert validation_count(300, 0.0, 2000) == 0
 
 
 def test_the_split_is_seeded() -> None:
