@@ -337,7 +337,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="default: the one recipe for every dataset; demo: a small model that trains in seconds")
     p.add_argument("--epochs", type=int, help="exactly this many epochs (default: the recipe's rule)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (default 2; 1 repeats a run to the last digit on a busy machine)")
     p.add_argument("--selector", choices=["mixing", "recent"], default="mixing",
                    help="mixing policy: the 2-D mixing policy (default) or the no-quota recent window")
     p.add_argument("--recent-n", type=int, default=128, help="window of the 'recent' policy")
