@@ -88,6 +88,17 @@ class ModelConfig:
     #: "popular" by themselves. Empty: no coordinate (what training scores). ``evaluate`` chooses
     #: them on validation users (docs/model.md).
     item_prior: tuple[float, ...] = ()
+    #: how many of the user's own items the repeat score appends to each scenario's vectors
+    repeat_items: int = 10
+    #: per scenario the repeat score's coefficients over ``encoders.repeat.repeat_features``
+    #: (``n_repeat_features`` weights, then a constant; empty for a scenario without one), fit
+    #: after training on the training histories' re-touched events (docs/model.md)
+    repeat_coef: tuple[tuple[float, ...], ...] = ()
+    #: per scenario ``(a, b)``: after the other vectors come the ``repeat_items`` context items
+    #: of the view with the highest repeat score ``g``, each scaled by ``a + b * g`` (an item
+    #: scored <= 0, or a free slot, copies the first vector: no effect on ``max_q``). Empty: none.
+    #: ``evaluate`` chooses them on validation users, last (docs/model.md).
+    repeat_weights: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -116,11 +127,22 @@ class ModelConfig:
                               f"got {self.item_prior}")
         if self.item_prior and not self.item_counts:
             raise ConfigError("item_prior needs the item counts (item_counts=True)")
+        if self.repeat_items < 0:
+            raise ConfigError(f"repeat_items={self.repeat_items} must be >= 0")
+        if self.repeat_weights and (len(self.repeat_weights) != len(self.scenarios)
+                                    or len(self.repeat_coef) != len(self.scenarios)):
+            raise ConfigError(f"repeat_weights and repeat_coef need one entry per scenario ({len(self.scenarios)}), "
+                              f"got {len(self.repeat_weights)} and {len(self.repeat_coef)}")
+        width = 5 + 2 * len(self.scenarios)  # encoders.repeat.n_repeat_features + a constant
+        if any(c and len(c) != width for c in self.repeat_coef):
+            raise ConfigError(f"repeat_coef: each scenario's needs {width} numbers or none")
 
     @property
     def n_vectors(self) -> int:
-        """Vectors per scenario in the model's output: the learned queries, then the recent items."""
-        return self.n_queries + (self.recent_items if self.recent_weights else 0)
+        """Vectors per scenario in the model's output: the learned queries, then the recent items,
+        then the repeat items."""
+        return (self.n_queries + (self.recent_items if self.recent_weights else 0)
+                + (self.repeat_items if self.repeat_weights else 0))
 
     @property
     def vector_dim(self) -> int:
@@ -140,7 +162,7 @@ class ModelConfig:
             raise ConfigError(f"unknown ModelConfig keys: {sorted(unknown)}")
         data = {**_LEGACY_MODEL_KEYS, **data}  # checkpoints written before these keys existed
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        for key in ("recent_weights", "recent_pool"):
+        for key in ("recent_weights", "recent_pool", "repeat_coef", "repeat_weights"):
             values[key] = tuple(tuple(w) for w in values.get(key, ()))
         return cls(**values)
 

@@ -11,6 +11,7 @@ from torch import nn
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
 from encoders.features import UNKNOWN_ITEM
+from encoders.repeat import repeat_features, top_slots
 
 __all__ = ["InterestModel"]
 
@@ -117,6 +118,12 @@ class InterestModel(nn.Module):
         (per scenario ``(gamma, delta)``) to its learned ones; empty: none (a new model, eval mode)."""
         return self._served_as(recent_weights=tuple(weights), recent_pool=tuple(pool))
 
+    def with_repeat(self, coef: tuple[tuple[float, ...], ...],
+                    weights: tuple[tuple[float, float], ...]) -> InterestModel:
+        """The same weights, appending each scenario's repeat items (``coef``: the repeat score's
+        coefficients, ``weights``: per scenario ``(a, b)``; empty: none; a new model, eval mode)."""
+        return self._served_as(repeat_coef=tuple(coef), repeat_weights=tuple(weights))
+
     def with_item_prior(self, weights: tuple[float, ...]) -> InterestModel:
         """The same weights, serving each scenario's popularity prior ``weights`` (per scenario
         ``lam``; empty: none): the vectors gain one coordinate (a new model, eval mode)."""
@@ -182,30 +189,92 @@ class InterestModel(nn.Module):
         own_view: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, S, V, D]`` interest vectors (``V = cfg.n_vectors``: the learned queries, then the
-        recent items when ``cfg.recent_weights`` is set; ``D = cfg.vector_dim``: with
+        recent items when ``cfg.recent_weights`` is set, then the repeat items when
+        ``cfg.repeat_weights`` is; ``D = cfg.vector_dim``: with
         ``cfg.item_prior`` each scenario's vectors end in its weight). ``own_view`` (``[B]``, 1: the
         own view for every scenario of that row); None: each scenario in the view
         ``cfg.own_view_scenarios`` says."""
         inputs = (item_idx, scenario_idx, action_idx, gap_bucket, hour, mask, text_vec, has_text)
-        if own_view is not None:
-            learned = self._encode(*inputs, own_view=own_view)
-            own = (own_view[:, None] > 0).expand(-1, len(self.cfg.scenarios))
-        elif not self.cfg.own_view_scenarios:
-            learned, own = self._encode(*inputs, own_view=None), self.own_scenarios[None, :]
-        else:
-            b = item_idx.shape[0]
-            doubled = [None if t is None else torch.cat([t, t]) for t in inputs]
-            views = torch.cat([torch.zeros(b, dtype=mask.dtype, device=mask.device), torch.ones_like(mask[:, 0])])
-            both = self._encode(*doubled, own_view=views)
-            learned = torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
-            own = self.own_scenarios[None, :]
+        learned, own = self._learned(inputs, own_view)
         out = learned
         if self.cfg.recent_weights or self.cfg.recent_pool:
             out = self._with_recent_items(learned, item_idx, scenario_idx, mask, own)
+        if self.cfg.repeat_weights:
+            out = self._with_repeat_items(out, *self._repeat_slots(item_idx, scenario_idx, mask, own))
         if not self.cfg.item_prior:
             return out
         prior = torch.tensor(self.cfg.item_prior, dtype=out.dtype, device=out.device)
         return torch.cat([out, prior[None, :, None, None] * torch.ones_like(out[..., :1])], dim=-1)
+
+    @torch.no_grad()
+    def repeat_slots(self, item_idx: torch.Tensor, scenario_idx: torch.Tensor, action_idx: torch.Tensor,
+                     gap_bucket: torch.Tensor, hour: torch.Tensor, mask: torch.Tensor,
+                     text_vec: torch.Tensor | None = None,
+                     has_text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """For ``forward``'s inputs (served views): per scenario the vectors of the
+        ``repeat_items`` context items with the highest repeat score (``[B, S, R, D]``) and their
+        scores (``[B, S, R]``, -1e4 for a free slot), before ``repeat_weights`` scale them."""
+        return self._repeat_slots(item_idx, scenario_idx, mask, self.own_scenarios[None, :])
+
+    def repeat_inputs(self, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
+                      scenario: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encoders.repeat.repeat_features`` of scenario ``scenario`` in its served view:
+        what the repeat score's coefficients are fit on."""
+        seen = self._view_events(item_idx, scenario_idx, mask, self.own_scenarios[None, :], scenario)
+        return repeat_features(item_idx, scenario_idx, seen, len(self.cfg.scenarios))
+
+    def _learned(self, inputs: tuple[torch.Tensor | None, ...],
+                 own_view: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learned vectors ``[B, S, Q, D]`` and each scenario's view (``[B or 1, S]``, True: own)."""
+        if own_view is not None:
+            return self._encode(*inputs, own_view=own_view), (own_view[:, None] > 0).expand(-1, len(self.cfg.scenarios))
+        if not self.cfg.own_view_scenarios:
+            return self._encode(*inputs, own_view=None), self.own_scenarios[None, :]
+        mask = inputs[5]
+        b = mask.shape[0]
+        doubled = [None if t is None else torch.cat([t, t]) for t in inputs]
+        views = torch.cat([torch.zeros(b, dtype=mask.dtype, device=mask.device), torch.ones_like(mask[:, 0])])
+        both = self._encode(*doubled, own_view=views)
+        return torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b]), self.own_scenarios[None, :]
+
+    @staticmethod
+    def _view_events(item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor, own: torch.Tensor,
+                     s: int) -> torch.Tensor:
+        """``[B, T]`` 0/1: the events of known items that scenario ``s``'s view reads."""
+        known = mask * (item_idx > UNKNOWN_ITEM).to(mask.dtype)
+        own_s = own[:, s : s + 1].to(mask.dtype)
+        return known * (own_s * (scenario_idx == s).to(mask.dtype) + 1.0 - own_s)
+
+    def _repeat_slots(self, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
+                      own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        n_scen, k = len(cfg.scenarios), cfg.repeat_items
+        vectors = self.item_vectors(item_idx)  # [B, T, D]
+        slots, scores = [], []
+        for s in range(n_scen):
+            coef = cfg.repeat_coef[s] if cfg.repeat_coef else ()
+            if not coef:
+                slots.append(vectors.new_zeros(vectors.shape[0], k, vectors.shape[2]))
+                scores.append(vectors.new_full((vectors.shape[0], k), -1e4))
+                continue
+            features, latest = repeat_features(item_idx, scenario_idx,
+                                               self._view_events(item_idx, scenario_idx, mask, own, s), n_scen)
+            c = torch.tensor(coef, dtype=vectors.dtype, device=vectors.device)
+            g = features @ c[:-1] + c[-1]
+            pick = top_slots(g, latest, k)  # [B, K, T]
+            slots.append(pick @ vectors)
+            scores.append(torch.where(pick.sum(dim=2) > 0, (pick @ g[:, :, None]).squeeze(2),
+                                      torch.full_like(pick[:, :, 0], -1e4)))
+        return torch.stack(slots, dim=1), torch.stack(scores, dim=1)
+
+    def _with_repeat_items(self, out: torch.Tensor, slots: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """``out`` (``[B, S, V, D]``) with the repeat items appended, each scaled by ``a + b * g``;
+        an item scored <= 0, or a free slot, copies the scenario's first vector."""
+        ab = torch.tensor(self.cfg.repeat_weights, dtype=out.dtype, device=out.device)  # [S, 2]
+        weight = ab[None, :, :1] + ab[None, :, 1:] * scores
+        weight = torch.where(scores > -1e3, weight, torch.zeros_like(weight))
+        fallback = out[:, :, :1, :].expand(-1, -1, slots.shape[2], -1)
+        return torch.cat([out, torch.where((weight > 0)[..., None], slots * weight[..., None], fallback)], dim=2)
 
     def _encode(self, *inputs: torch.Tensor | None, own_view: torch.Tensor | None) -> torch.Tensor:
         """``forward``'s inputs, in its order, with every row's view given (None: the all view)."""

@@ -89,11 +89,22 @@ class ModelScorer:
 
     @torch.no_grad()
     def interests(self, contexts: Sequence[UserHistory], chunk: int = 128) -> torch.Tensor:
-        """``[N, S, Q, D]`` for the contexts (each mixed by the policy, as in serving).
+        """``[N, S, Q, D]`` for the contexts (each mixed by the policy, as in serving)."""
+        cfg = self.model.cfg
+        if not contexts:
+            device = next(self.model.parameters()).device
+            return torch.zeros(0, len(cfg.scenarios), cfg.n_vectors, cfg.vector_dim, device=device)
+        return self._batched(contexts, chunk, lambda inputs: (self.model(**inputs),))[0]
 
-        Contexts run in chunks of similar length (a batch is padded to its longest), then go
-        back to their order.
-        """
+    @torch.no_grad()
+    def repeat_slots(self, contexts: Sequence[UserHistory], chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+        """``InterestModel.repeat_slots`` for the contexts: ``[N, S, R, D]`` and ``[N, S, R]``."""
+        return self._batched(contexts, chunk, lambda inputs: self.model.repeat_slots(**inputs))
+
+    def _batched(self, contexts: Sequence[UserHistory], chunk: int,
+                 fn: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """``fn`` over the contexts' model inputs, in chunks of similar length (a batch is padded
+        to its longest), its outputs back in the contexts' order."""
         device = next(self.model.parameters()).device
         seqs = [h.context(len(h), self.policy, self.input_scenarios) for h in contexts]
         order = np.argsort([len(s) for s in seqs], kind="stable")
@@ -104,14 +115,15 @@ class ModelScorer:
                       for k, v in build_inputs(part, self.dataset.index, self.model.cfg, self.text_fn).items()}
             if self.own_view is not None:
                 inputs["own_view"] = torch.full((len(part),), float(self.own_view), device=device)
-            parts.append(self.model(**inputs))
-        if not parts:
-            cfg = self.model.cfg
-            return torch.zeros(0, len(cfg.scenarios), cfg.n_vectors, cfg.vector_dim, device=device)
-        done = torch.cat(parts)
-        out = torch.empty_like(done)
-        out[torch.from_numpy(order).to(device)] = done
-        return out
+            parts.append(fn(inputs))
+        back = torch.from_numpy(order).to(device)
+        outputs = []
+        for pieces in zip(*parts, strict=True):
+            done = torch.cat(pieces)
+            out = torch.empty_like(done)
+            out[back] = done
+            outputs.append(out)
+        return tuple(outputs)
 
     @torch.no_grad()
     def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:

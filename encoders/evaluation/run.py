@@ -28,6 +28,7 @@ from encoders.evaluation.ranking import (
     metrics_from_ranks,
     sampled_ranks,
 )
+from encoders.evaluation.repeat_fit import fit_repeat_coef
 from encoders.features import MixingPolicyProtocol, TextFn
 from encoders.items import title_table
 from encoders.model import InterestModel
@@ -60,6 +61,8 @@ POOL_GRID = ((0.0, 1.0),) + tuple((g, d) for g in (0.02, 0.05, 0.1, 0.2, 0.4) fo
 CHOICE_Z = 1.0
 #: each scenario's popularity prior tried on the validation users after its pool; 0: none
 PRIOR_GRID = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16)
+#: (a, b) tried for each scenario's repeat items (weights ``a + b * g``) after its prior; (0, 0): none
+REPEAT_GRID = ((0.0, 0.0),) + tuple((a, b) for a in (0.25, 0.5, 0.75, 1.0, 1.25) for b in (0.05, 0.1, 0.2, 0.4))
 
 
 @dataclass(frozen=True)
@@ -220,16 +223,21 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
                            val: Sequence[EvalCases], wrap, text_fn: TextFn | None,  # noqa: ANN001
                            results: Results) -> InterestModel:
     """Per scenario, the (alpha, beta) of ``RECENT_GRID`` whose recent items score best on
-    ``val``, then with them the (gamma, delta) of ``POOL_GRID`` and then the popularity prior of
-    ``PRIOR_GRID``, each kept only if its gain over none is clear (``CHOICE_Z``); the choices
-    go into ``results``."""
+    ``val``, then with them the (gamma, delta) of ``POOL_GRID``, the popularity prior of
+    ``PRIOR_GRID`` and the repeat items' (a, b) of ``REPEAT_GRID`` (their score fit first on the
+    training histories), each kept only if its gain over none is clear (``CHOICE_Z``); the
+    choices go into ``results``."""
     n_scen = len(model.cfg.scenarios)
     prior = model.cfg.item_counts  # a checkpoint from before the counts has no prior to choose
     unscaled = model.with_recent_weights(((1.0, 1.0),) * n_scen)
     if prior:
         unscaled = unscaled.with_item_prior((1.0,) * n_scen)
+    coef = tuple(fit_repeat_coef(model, split.training, split.dataset, policy, s, cfg.seed, scenarios)
+                 if any(c.scenario == s for c in val) else () for s in range(n_scen))
+    repeat = model.with_repeat(coef, ()) if any(coef) else None
     grid = RecentGridScorer(ModelScorer(unscaled, split.dataset, policy, scenarios, text_fn=text_fn),
-                            model.cfg.n_queries)
+                            model.cfg.n_queries,
+                            repeat and ModelScorer(repeat, split.dataset, policy, scenarios, text_fn=text_fn))
 
     def best(options: Sequence[tuple[float, ...]], fixed: dict[int, tuple[float, ...]],
              z: float) -> tuple[list[int], np.ndarray]:
@@ -253,41 +261,56 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
         prior_picks, prior_scores = best(tuple((lam,) for lam in PRIOR_GRID),
                                          {s: (*chosen[s], *pools[s]) for s in chosen}, z=CHOICE_Z)
         lams = {c.scenario: PRIOR_GRID[i] for c, i in zip(val, prior_picks, strict=True)}
+    repeats = {c.scenario: REPEAT_GRID[0] for c in val}
+    with_repeat = [float(prior_scores[prior_picks[j], j]) for j in range(len(val))]  # none: "with prior"
+    if repeat is not None:
+        repeat_picks, repeat_scores = best(REPEAT_GRID, {s: (*chosen[s], *pools[s], lams[s]) for s in chosen},
+                                           z=CHOICE_Z)
+        for j, c in enumerate(val):
+            if coef[c.scenario]:  # a scenario without a repeat score keeps none
+                repeats[c.scenario] = REPEAT_GRID[repeat_picks[j]]
+                with_repeat[j] = float(repeat_scores[repeat_picks[j], j])
     for j, c in enumerate(val):
-        (alpha, beta), (gamma, delta) = chosen[c.scenario], pools[c.scenario]
+        (alpha, beta), (gamma, delta), (a, b) = chosen[c.scenario], pools[c.scenario], repeats[c.scenario]
         results.setdefault(RECENT_KEY, {})[split.scenario_names[c.scenario]] = {
-            "alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta, "lam": lams[c.scenario],
+            "alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta, "lam": lams[c.scenario], "a": a, "b": b,
             "without": float(item_scores[0, j]), "with": float(item_scores[picks[j], j]),
-            "with pool": float(pool_scores[pool_picks[j], j]), "with prior": float(prior_scores[prior_picks[j], j])}
+            "with pool": float(pool_scores[pool_picks[j], j]), "with prior": float(prior_scores[prior_picks[j], j]),
+            "with repeat": with_repeat[j]}
     weights = tuple(chosen.get(s, RECENT_GRID[0]) for s in range(n_scen))
     pool = tuple(pools.get(s, POOL_GRID[0]) for s in range(n_scen))
     lam = tuple(lams.get(s, 0.0) for s in range(n_scen))
-    logger.info("recent-item weights, pool and popularity prior chosen on validation users: %s %s %s",
-                weights, pool, lam)
+    ab = tuple(repeats.get(s, REPEAT_GRID[0]) for s in range(n_scen))
+    logger.info("recent-item weights, pool, popularity prior and repeat items chosen on validation users: %s %s %s %s",
+                weights, pool, lam, ab)
     served = model.with_recent_weights(weights if any(a > 0 for a, _ in weights) else (),
                                        pool if any(g > 0 for g, _ in pool) else ())
+    if any(a > 0 or b > 0 for a, b in ab):
+        served = served.with_repeat(coef, ab)
     return served.with_item_prior(lam) if any(lam) else served
 
 
-_NO_WEIGHTS = (0.0, 1.0, 0.0, 1.0, 0.0)  # (alpha, beta, gamma, delta, lam): none of them
+_NO_WEIGHTS = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0)  # (alpha, beta, gamma, delta, lam, a, b): none of them
 
 
 class RecentGridScorer:
     """Scores as a model whose scenarios have the recent-item weights, pool and popularity prior
-    ``weights`` (scenario → ``(alpha, beta, gamma, delta, lam)``, a prefix of it; missing: none)
+    ``weights`` (scenario → ``(alpha, beta, gamma, delta, lam, a, b)``, a prefix of it; missing: none)
     would, from one forward pass per context batch of the same model with weights (1, 1), no
     pool and (when the model has it) prior 1: the learned vectors do not depend on them, and each
     recent row is the item's vector, or (no item) a copy of learned row 0. The pool adds
     ``gamma * delta**k`` times the k-th found row to every learned vector; the appended rows are
     scaled by ``alpha * beta**k``, a missing one copying pooled row 0; every row's prior
-    coordinate becomes ``lam``. Each context batch's vectors are kept, so the grid costs one
-    forward pass."""
+    coordinate becomes ``lam``; ``repeat`` (a model with repeat scores) gives the repeat items,
+    appended scaled by ``a + b * g``. Each context batch's vectors are kept, so the grid costs
+    one forward pass (two with ``repeat``)."""
 
-    def __init__(self, unscaled: ModelScorer, n_queries: int) -> None:
-        self.unscaled, self.n_queries = unscaled, n_queries
+    def __init__(self, unscaled: ModelScorer, n_queries: int, repeat: ModelScorer | None = None) -> None:
+        self.unscaled, self.n_queries, self.repeat = unscaled, n_queries, repeat
         self.prior = bool(unscaled.model.cfg.item_prior)
         self.weights: dict[int, tuple[float, ...]] = {}
         self._interests: dict[tuple, torch.Tensor] = {}
+        self._slots: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @torch.no_grad()
     def vectors(self, contexts: Sequence[UserHistory], scenario: int) -> torch.Tensor:
@@ -300,7 +323,7 @@ class RecentGridScorer:
             u = u[..., :-1]
         learned, recent = u[:, : self.n_queries], u[:, self.n_queries :]
         given = self.weights.get(scenario, ())
-        alpha, beta, gamma, delta, lam = (*given, *_NO_WEIGHTS[len(given):])
+        alpha, beta, gamma, delta, lam, a, b = (*given, *_NO_WEIGHTS[len(given):])
         found = (recent != learned[:, :1]).any(dim=-1, keepdim=True)  # a fallback row copies row 0
         k = torch.arange(recent.shape[1], dtype=u.dtype, device=u.device)
         if gamma > 0:
@@ -309,6 +332,14 @@ class RecentGridScorer:
         if alpha > 0:
             out = torch.cat([learned, torch.where(found, recent * (alpha * beta**k)[None, :, None], learned[:, :1])],
                             dim=1)
+        if (a > 0 or b > 0) and self.repeat is not None:
+            if key not in self._slots:
+                slots, g = self.repeat.repeat_slots(contexts)
+                self._slots[key] = slots[:, scenario], g[:, scenario]
+            slots, g = self._slots[key]
+            weight = torch.where(g > -1e3, a + b * g, torch.zeros_like(g))
+            rows = torch.where((weight > 0)[..., None], slots * weight[..., None], learned[:, :1])
+            out = torch.cat([out, rows], dim=1)
         if self.prior:
             out = torch.cat([out, torch.full((*out.shape[:2], 1), lam, dtype=u.dtype, device=u.device)], dim=-1)
         return out

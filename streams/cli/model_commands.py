@@ -301,9 +301,10 @@ def _print_choices(results: dict) -> None:
                            ("all view", "own view", "own view chosen")))
     if RECENT_KEY in results:
         print("\n### recent items (unistate, validation users: NDCG@10 without them, with them, with "
-              "the pool, then with the popularity prior; alpha / gamma / lam 0 = none)\n")
+              "the pool, with the popularity prior, then with the repeat items; alpha / gamma / lam / a 0 = none)\n")
         print(format_table({k: {"": v} for k, v in results[RECENT_KEY].items()},
-                           ("alpha", "beta", "gamma", "delta", "lam", "without", "with", "with pool", "with prior")))
+                           ("alpha", "beta", "gamma", "delta", "lam", "a", "b", "without", "with", "with pool",
+                            "with prior", "with repeat")))
         own = [s for s, v in results.get(VIEWS_KEY, {}).items() if v["own view chosen"]]
         chosen = [f"--own-view {' '.join(own)}"] if own else []
         chosen += [f"--recent {s}={v['alpha']:g},{v['beta']:g}" for s, v in results[RECENT_KEY].items() if v["alpha"]]
@@ -312,7 +313,8 @@ def _print_choices(results: dict) -> None:
         chosen += [f"--prior {s}={v['lam']:g}" for s, v in results[RECENT_KEY].items() if v.get("lam")]
         if chosen:
             print(f"\n(`unistate train` makes these choices on its own validation users; with "
-                  f"`--validation-share 0` it serves them with: {' '.join(chosen)})")
+                  f"`--validation-share 0` it serves them with: {' '.join(chosen)}; the repeat items need "
+                  f"validation users)")
 
 
 def _guarded(handler: Any) -> Any:

@@ -98,6 +98,32 @@ def test_onnx_serves_recent_items_like_torch(
     assert encoder.encode([]).shape == (0, 3, encoder.n_queries, encoder.dim)
 
 
+def test_onnx_serves_repeat_items_like_torch(
+    tiny_artifact: Path, tiny_dataset: EventDataset, policy: object, tmp_path: Path
+) -> None:
+    """The repeat score runs inside the exported graph: each scenario with weights gains
+    ``repeat_items`` vectors, equal to torch's for real and random sequences of any length."""
+    from encoders.export import export
+    from encoders.repeat import n_repeat_features
+
+    ckpt = torch.load(tiny_artifact / "model.pt", weights_only=False)
+    rng = np.random.default_rng(2)
+    ckpt["model_config"]["repeat_items"] = 4
+    ckpt["model_config"]["repeat_coef"] = [rng.normal(size=n_repeat_features(3) + 1).tolist(), [],
+                                           rng.normal(size=n_repeat_features(3) + 1).tolist()]
+    ckpt["model_config"]["repeat_weights"] = [[0.5, 0.2], [0.0, 0.0], [1.0, 0.1]]
+    torch.save(ckpt, tmp_path / "model.pt")
+    export(tmp_path / "model.pt", tmp_path / "artifact")
+    encoder = InterestEncoder.load(tmp_path / "artifact")
+    plain = InterestEncoder.load(tiny_artifact / "artifact")
+    seqs = [h.context(len(h), policy) for h in tiny_dataset.histories[:9]]
+    seqs += [random_sequence(rng, int(n), tiny_dataset.items) for n in rng.integers(0, 40, 7)]
+    out = encoder.encode(seqs)
+    assert out.shape == (len(seqs), 3, plain.n_queries + 4, plain.dim)
+    assert np.abs(out - torch_reference(tmp_path, seqs, encoder.item_index)).max() <= 1e-3
+    assert np.abs(out[:, :, : plain.n_queries] - plain.encode(seqs)).max() <= 1e-3
+
+
 def test_empty_sequences_and_empty_batch_give_normalised_vectors(tiny_artifact: Path) -> None:
     encoder = InterestEncoder.load(tiny_artifact / "artifact")
     empty = SequenceInput([], [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)

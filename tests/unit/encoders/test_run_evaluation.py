@@ -18,6 +18,7 @@ from encoders.evaluation.run import (
     PRIOR_GRID,
     RECENT_GRID,
     RECENT_KEY,
+    REPEAT_GRID,
     TOUCHED,
     VIEWS_KEY,
     EvaluationConfig,
@@ -61,6 +62,8 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
         assert (r["with pool"] > r["with"] if r["gamma"] else r["with pool"] == r["with"])
         assert r["lam"] in PRIOR_GRID and (r["with prior"] > r["with pool"] if r["lam"]
                                            else r["with prior"] == r["with pool"])
+        assert (r["a"], r["b"]) in REPEAT_GRID and (r["with repeat"] > r["with prior"] if r["a"]
+                                                    else r["with repeat"] == r["with prior"])
     report = results["personalization (unistate)"]
     assert set(report) == {f"{s} report" for s in DEFAULT_SCENARIOS}
     assert all(0.0 < r["planted_chance"] < r["planted_share"] <= 1.0 for r in report.values())
@@ -234,3 +237,34 @@ def test_train_with_fixed_choices_serves_them(tmp_path: Path) -> None:
                  "--out", str(tmp_path)]) == 0
     cfg = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)["model_config"]
     assert cfg["item_prior"] == [0.01, 0.0, 0.05] and list(cfg["recent_weights"][2]) == [1.0, 0.9]
+
+
+def test_the_grid_scores_repeat_items_as_the_served_model_does() -> None:
+    """The repeat items' (a, b) are chosen from one pass of a model with the repeat score: for
+    every grid point the grid's vectors and scores equal those of the model serving them."""
+    import torch
+
+    from encoders.dataset import EventDataset
+    from encoders.evaluation.ranking import ModelScorer
+    from encoders.evaluation.run import RecentGridScorer
+    from encoders.model import InterestModel
+    from encoders.repeat import n_repeat_features
+
+    data = synthetic_dataset(20, seed=1, mean_events=6)
+    torch.manual_seed(0)
+    dataset = EventDataset(histories=data.histories, items=data.items)
+    model = InterestModel(presets.demo().model.with_(n_items=data.n_items, repeat_items=3)).eval()
+    rng = np.random.default_rng(0)
+    coef = tuple(tuple(rng.normal(size=n_repeat_features(3) + 1).tolist()) for _ in range(3))
+    grid = RecentGridScorer(ModelScorer(model.with_recent_weights(((1.0, 1.0),) * 3), dataset, MixingPolicy()),
+                            model.cfg.n_queries, ModelScorer(model.with_repeat(coef, ()), dataset, MixingPolicy()))
+    contexts = [h.prefix(n) for h in data.histories for n in (1, 2, len(h))]
+    columns = np.arange(2, data.n_items)
+    for recent in RECENT_GRID[:2]:
+        for ab in REPEAT_GRID[::3]:
+            grid.weights = {s: (*recent, *POOL_GRID[0], 0.0, *ab) for s in range(3)}
+            served_model = model.with_recent_weights((recent,) * 3).with_repeat(coef, (ab,) * 3)
+            served = ModelScorer(served_model, dataset, MixingPolicy())
+            for s in range(3):
+                np.testing.assert_allclose(grid.scores(contexts, columns, s), served.scores(contexts, columns, s),
+                                           atol=1e-5)
