@@ -195,7 +195,18 @@ class InterestModel(nn.Module):
         own view for every scenario of that row); None: each scenario in the view
         ``cfg.own_view_scenarios`` says."""
         inputs = (item_idx, scenario_idx, action_idx, gap_bucket, hour, mask, text_vec, has_text)
-        learned, own = self._learned(inputs, own_view)
+        if own_view is not None:
+            learned = self._encode(*inputs, own_view=own_view)
+            own = (own_view[:, None] > 0).expand(-1, len(self.cfg.scenarios))
+        elif not self.cfg.own_view_scenarios:
+            learned, own = self._encode(*inputs, own_view=None), self.own_scenarios[None, :]
+        else:
+            b = item_idx.shape[0]
+            doubled = [None if t is None else torch.cat([t, t]) for t in inputs]
+            views = torch.cat([torch.zeros(b, dtype=mask.dtype, device=mask.device), torch.ones_like(mask[:, 0])])
+            both = self._encode(*doubled, own_view=views)
+            learned = torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b])
+            own = self.own_scenarios[None, :]
         out = learned
         if self.cfg.recent_weights or self.cfg.recent_pool:
             out = self._with_recent_items(learned, item_idx, scenario_idx, mask, own)
@@ -223,20 +234,6 @@ class InterestModel(nn.Module):
         seen = self._view_events(item_idx, scenario_idx, mask, self.own_scenarios[None, :], scenario)
         return repeat_features(item_idx, scenario_idx, seen, len(self.cfg.scenarios))
 
-    def _learned(self, inputs: tuple[torch.Tensor | None, ...],
-                 own_view: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The learned vectors ``[B, S, Q, D]`` and each scenario's view (``[B or 1, S]``, True: own)."""
-        if own_view is not None:
-            return self._encode(*inputs, own_view=own_view), (own_view[:, None] > 0).expand(-1, len(self.cfg.scenarios))
-        if not self.cfg.own_view_scenarios:
-            return self._encode(*inputs, own_view=None), self.own_scenarios[None, :]
-        mask = inputs[5]
-        b = mask.shape[0]
-        doubled = [None if t is None else torch.cat([t, t]) for t in inputs]
-        views = torch.cat([torch.zeros(b, dtype=mask.dtype, device=mask.device), torch.ones_like(mask[:, 0])])
-        both = self._encode(*doubled, own_view=views)
-        return torch.where(self.own_scenarios[None, :, None, None], both[b:], both[:b]), self.own_scenarios[None, :]
-
     @staticmethod
     def _view_events(item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor, own: torch.Tensor,
                      s: int) -> torch.Tensor:
@@ -247,6 +244,8 @@ class InterestModel(nn.Module):
 
     def _repeat_slots(self, item_idx: torch.Tensor, scenario_idx: torch.Tensor, mask: torch.Tensor,
                       own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``repeat_slots`` for the views ``own`` (``[B or 1, S]``); a scenario without a repeat
+        score gets free slots only."""
         cfg = self.cfg
         n_scen, k = len(cfg.scenarios), cfg.repeat_items
         vectors = self.item_vectors(item_idx)  # [B, T, D]

@@ -1,9 +1,10 @@
 """The repeat score: which of a user's own items they come back to, computed inside the graph.
 
 Each distinct item of a scenario's view gets features from the sequence (how recent, how often
-and in which scenarios the user touched it); a linear score ``g`` of them, fit after training on the training histories'
-re-touched events (``encoders.evaluation.repeat_fit``), orders the items, and the top
-``repeat_items`` join the scenario's vectors scaled by ``a + b * g`` (``ModelConfig``).
+and in which scenarios the user touched it); a linear score ``g`` of them, fit after training
+on the training histories' re-touched events (``encoders.evaluation.repeat_fit``), orders the
+items, and the top ``repeat_items`` join the scenario's vectors scaled by ``a + b * g``
+(``ModelConfig``).
 """
 
 from __future__ import annotations

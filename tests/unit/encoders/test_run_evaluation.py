@@ -34,14 +34,14 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
 ) -> None:
     from encoders.evaluation import run
 
-    rules = []  # the z of every choice on the validation users: recent items, pool and prior
+    rules = []  # the z of every choice on the validation users: recent items, pool, prior, repeat items
     clear_gain = run._clear_gain
     monkeypatch.setattr(run, "_clear_gain", lambda per_option, z: rules.append(z) or clear_gain(per_option, z))
     histories = synthetic_dataset(120, seed=0, mean_events=20).histories
     train = replace(presets.demo(), epochs=1, max_epochs=1, min_steps=0, progress=False)
     cfg = EvaluationConfig(train=train, single_scenarios=("ads",))
     results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, MixingPolicy(), planted_items=planted_items)
-    assert rules and set(rules) == {run.CHOICE_Z}  # one rule for all three choices
+    assert rules and set(rules) == {run.CHOICE_Z}  # one rule for every choice
     keys = {f"{s} {slice_}" for s in DEFAULT_SCENARIOS for slice_ in ("sampled", "full")}
     for method in ("popularity", "last item (co-occurrence)", "mean-pool of recent item vectors",
                    "co-occurrence kNN", "unistate"):
