@@ -369,7 +369,6 @@ class InterestModel(nn.Module):
         pools = cfg.recent_pool or ((0.0, 1.0),) * n_scen
         vectors = self.item_vectors(item_idx)  # [B, T, D]
         t = item_idx.shape[1]
-        known = mask * (item_idx > UNKNOWN_ITEM).to(mask.dtype)  # [B, T]
         newer = torch.ones(t, t, dtype=mask.dtype, device=mask.device).triu(1)  # [j, i]: i after j
         later_same = (item_idx[:, :, None] == item_idx[:, None, :]).to(mask.dtype) * newer  # [B, T, T]
         scenarios, appended = [], []
@@ -377,7 +376,8 @@ class InterestModel(nn.Module):
             (alpha, beta), (gamma, delta) = weights[s], pools[s]
             vecs = learned[:, s]  # [B, Q, D]
             if alpha > 0 or gamma > 0:
-                recent, found = self._recent_items(vectors, known, later_same, scenario_idx, own, s)
+                seen = self._view_events(item_idx, scenario_idx, mask, own, s)
+                recent, found = self._recent_items(vectors, seen, later_same)
                 if gamma > 0:
                     decay = torch.tensor([gamma * delta**j for j in range(k)], dtype=vectors.dtype,
                                          device=mask.device)
@@ -395,18 +395,14 @@ class InterestModel(nn.Module):
         return torch.cat([out, torch.stack(appended, dim=1)], dim=2)
 
     def _recent_items(
-        self, vectors: torch.Tensor, known: torch.Tensor, later_same: torch.Tensor, scenario_idx: torch.Tensor,
-        own: torch.Tensor, s: int,
+        self, vectors: torch.Tensor, seen: torch.Tensor, later_same: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scenario ``s``'s ``K = cfg.recent_items`` most recent distinct known items that its view
-        reads (``own``: ``[B or 1, S]``): their vectors (``[B, K, D]``, from ``vectors``:
-        ``[B, T, D]``) and whether each slot holds one (``[B, K, 1]``, 0 or 1). ``known``
-        (``[B, T]``): real events of known items; ``later_same`` (``[B, T, T]``): ``[j, i]`` 1
-        where event i is a later event of event j's item."""
-        dtype = known.dtype
-        slots = torch.arange(self.cfg.recent_items, dtype=dtype, device=known.device)
-        own_s = own[:, s : s + 1].to(dtype)  # [B or 1, 1]
-        seen = known * (own_s * (scenario_idx == s).to(dtype) + 1.0 - own_s)
+        """The ``K = cfg.recent_items`` most recent distinct items of the events ``seen`` (``[B, T]``,
+        0/1: a scenario's view, ``_view_events``): their vectors (``[B, K, D]``, from ``vectors``:
+        ``[B, T, D]``) and whether each slot holds one (``[B, K, 1]``, 0 or 1). ``later_same``
+        (``[B, T, T]``): ``[j, i]`` 1 where event i is a later event of event j's item."""
+        dtype = seen.dtype
+        slots = torch.arange(self.cfg.recent_items, dtype=dtype, device=seen.device)
         repeated = (later_same @ seen[:, :, None]).squeeze(2) > 0  # touched again later
         latest = seen * (~repeated).to(dtype)
         rank = latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)  # latest ones newer than it
