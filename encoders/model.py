@@ -11,7 +11,7 @@ from torch import nn
 from encoders.config import ModelConfig
 from encoders.errors import ConfigError
 from encoders.features import UNKNOWN_ITEM
-from encoders.repeat import repeat_features, top_slots
+from encoders.repeat import newest_of_each_item, repeat_features, top_slots
 
 __all__ = ["InterestModel"]
 
@@ -403,9 +403,7 @@ class InterestModel(nn.Module):
         (``[B, T, T]``): ``[j, i]`` 1 where event i is a later event of event j's item."""
         dtype = seen.dtype
         slots = torch.arange(self.cfg.recent_items, dtype=dtype, device=seen.device)
-        repeated = (later_same @ seen[:, :, None]).squeeze(2) > 0  # touched again later
-        latest = seen * (~repeated).to(dtype)
-        rank = latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)  # latest ones newer than it
+        latest, rank = newest_of_each_item(later_same, seen)
         pick = ((rank[:, None, :] == slots[None, :, None]) & (latest[:, None, :] > 0)).to(vectors.dtype)
         found = (pick.sum(dim=2, keepdim=True) > 0).to(vectors.dtype)
         return pick @ vectors, found

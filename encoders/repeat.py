@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["n_repeat_features", "repeat_features", "top_slots"]
+__all__ = ["n_repeat_features", "newest_of_each_item", "repeat_features", "top_slots"]
 
 
 def n_repeat_features(n_scenarios: int) -> int:
     """Width of ``repeat_features``' last axis."""
     return 4 + 2 * n_scenarios
+
+
+def newest_of_each_item(later_same: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``latest`` (``[B, T]``, 0/1): the events of ``seen`` that no later seen event of the same
+    item follows, and each one's ``rank`` (how many of them are newer; 0: the newest item).
+    ``later_same`` (``[B, T, T]``): ``[j, i]`` 1 where event i is a later event of event j's item."""
+    repeated = (later_same @ seen[:, :, None]).squeeze(2) > 0
+    latest = seen * (~repeated).to(seen.dtype)
+    return latest, latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)
 
 
 def repeat_features(
@@ -32,11 +41,10 @@ def repeat_features(
     user's 49 % (docs/model.md)."""
     dtype = seen.dtype
     t = item_idx.shape[1]
-    same = (item_idx[:, :, None] == item_idx[:, None, :]).to(dtype) * seen[:, None, :]  # [B, j, i]
+    equal = (item_idx[:, :, None] == item_idx[:, None, :]).to(dtype)  # [B, j, i]
     later = torch.ones(t, t, dtype=dtype, device=seen.device).triu(1)
-    repeated = ((same * later).sum(dim=2) > 0).to(dtype)
-    latest = seen * (1.0 - repeated)
-    rank = latest.sum(dim=1, keepdim=True) - latest.cumsum(dim=1)  # distinct items newer than it
+    latest, rank = newest_of_each_item(equal * later, seen)
+    same = equal * seen[:, None, :]
     after = seen.sum(dim=1, keepdim=True) - seen.cumsum(dim=1)
     onehot = (scenario_idx[:, :, None] == torch.arange(n_scenarios, device=seen.device)).to(dtype)
     counts = same @ onehot  # [B, T, S]: the item's events per scenario

@@ -33,9 +33,11 @@ def _samples(histories: Sequence[UserHistory], dataset: EventDataset, scenario: 
     """``(context, target row)`` of each user's latest re-touched events of ``scenario``."""
     out = []
     for h in histories:
-        rows = dataset.item_rows(h)
-        hits = [t for t in range(1, len(h)) if h.scenario_idx[t] == scenario and rows[t] >= FIRST_ITEM_ROW
-                and rows[t] in rows[:t]]
+        rows, touched, hits = dataset.item_rows(h), set(), []
+        for t, row in enumerate(rows.tolist()):
+            if h.scenario_idx[t] == scenario and row >= FIRST_ITEM_ROW and row in touched:
+                hits.append(t)
+            touched.add(row)
         out.extend((h.prefix(t), int(rows[t])) for t in hits[-_PER_USER:])
     if len(out) > _MAX_SAMPLES:
         out = [out[i] for i in np.sort(rng.choice(len(out), _MAX_SAMPLES, replace=False))]
