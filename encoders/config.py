@@ -204,6 +204,10 @@ class TrainConfig:
     #: ranks every item by its text-only vector against the users' vectors held fixed, so a new
     #: item's vector from its text ranks as the item would (``train.new_item_loss``; docs/model.md)
     new_item_weight: float = 1.0
+    #: weight of the loss that ranks each positive by its likeness to one of the context's newest
+    #: items (``train.item_pair_loss``): the recent items, pool and repeat items score candidates
+    #: by item-to-item cosine, which the user-to-item loss alone never trains
+    item_pair_weight: float = 0.0
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
     #: with an eval_fn: stop after this many epochs, and at least ``patience_steps`` optimizer
     #: steps, without a new best (on small data an epoch is a few dozen steps of a noisy curve)
@@ -230,6 +234,8 @@ class TrainConfig:
             raise ConfigError(f"own_view={self.own_view} is not within [0, 1]")
         if self.new_item_weight < 0:
             raise ConfigError(f"new_item_weight={self.new_item_weight} is negative")
+        if self.item_pair_weight < 0:
+            raise ConfigError(f"item_pair_weight={self.item_pair_weight} is negative")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} is not within [0, 1)")
 

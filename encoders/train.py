@@ -18,13 +18,13 @@ from tqdm import tqdm
 from encoders.config import TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
-from encoders.features import MixingPolicyProtocol, SequenceInput, TextFn, build_inputs
+from encoders.features import FIRST_ITEM_ROW, MixingPolicyProtocol, SequenceInput, TextFn, build_inputs
 from encoders.items import cooccurrence_table, item_event_counts
 from encoders.model import InterestModel
 
 __all__ = [
-    "CHECKPOINT_NAME", "Sample", "info_nce", "length_batches", "load_checkpoint", "make_samples", "own_view_draws",
-    "new_item_loss", "sample_context", "train", "update_ema",
+    "CHECKPOINT_NAME", "Sample", "info_nce", "item_pair_loss", "length_batches", "load_checkpoint", "make_samples",
+    "own_view_draws", "new_item_loss", "sample_context", "train", "update_ema",
 ]
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,36 @@ def new_item_loss(
     return _uniform_nce(model, interests.detach(), targets, negatives, item_vectors=model.item_vectors_from_text)
 
 
+def item_pair_loss(
+    model: InterestModel, item_idx: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+    draw: torch.Tensor, newest: int = 5,
+) -> torch.Tensor:
+    """The InfoNCE of uniform negatives with an item in the user's place: each positive against
+    one known item of its context's ``newest`` latest events (``item_idx`` left-aligned; the one
+    with the largest ``draw``, ``[B, T]`` uniform), so that items a user touches one after the
+    other lie close. The recent items, the pool and the repeat items score a candidate by its
+    cosine to the user's own items (``InterestModel``), which the user-to-item loss never
+    trains; a positive that is the drawn item itself is left out (it scores 1 against itself).
+    Off in the recipe (``TrainConfig.item_pair_weight``; docs/model.md)."""
+    known = (mask > 0) & (item_idx >= FIRST_ITEM_ROW)
+    later = known.flip(1).cumsum(1).flip(1)  # known events at or after each one: 1 = the newest
+    pick = torch.where(known & (later <= newest), draw, torch.full_like(draw, -1.0)).argmax(dim=1)
+    anchor = torch.where(known.any(dim=1), item_idx.gather(1, pick[:, None]).squeeze(1), torch.zeros_like(pick))
+    b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
+    pos = targets[b_idx, s_idx, k_idx]
+    keep = (anchor[b_idx] > 0) & (anchor[b_idx] != pos)
+    if not keep.any():
+        return item_idx.new_zeros((), dtype=torch.float32)
+    b_idx, pos = b_idx[keep], pos[keep]
+    a = model.item_vectors(anchor[b_idx])  # [P, D]
+    neg_sim = a @ model.item_vectors(negatives).T  # [P, N]
+    logits = torch.cat([(a * model.item_vectors(pos)).sum(dim=1, keepdim=True), neg_sim], dim=1) / model.temperature()
+    user_pos = (negatives[None, None, :] == targets.flatten(1)[:, :, None]).any(1)[b_idx]
+    # after scaling: finite tau grads
+    logits[:, 1:] = logits[:, 1:].masked_fill(user_pos | (negatives[None, :] == anchor[b_idx, None]), float("-inf"))
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
+
+
 @torch.no_grad()
 def update_ema(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """``averaged <- decay * averaged + (1 - decay) * model``, parameter by parameter (buffers are
@@ -258,6 +288,10 @@ def train(
             loss = info_nce(model, interests, target_rows, negatives, in_batch=config.in_batch_negatives)
             if new_items:
                 loss = loss + config.new_item_weight * new_item_loss(model, interests, target_rows, negatives)
+            if config.item_pair_weight > 0:
+                loss = loss + config.item_pair_weight * item_pair_loss(
+                    model, inputs["item_idx"], inputs["mask"], target_rows, negatives,
+                    torch.from_numpy(rng.random(inputs["item_idx"].shape)).to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

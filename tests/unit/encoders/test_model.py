@@ -17,6 +17,7 @@ from encoders.model import InterestModel
 from encoders.train import (
     _targets,
     info_nce,
+    item_pair_loss,
     length_batches,
     make_samples,
     new_item_loss,
@@ -390,3 +391,38 @@ def test_the_new_item_loss_teaches_the_text_path_and_leaves_the_users_alone(tiny
     assert new_item_loss(model, interests, targets, negatives).item() < 0.7 * first.item()
     with pytest.raises(ConfigError, match="new_item_weight"):
         TrainConfig(new_item_weight=-1.0)
+
+
+def test_the_item_pair_loss_pulls_a_positive_towards_one_of_the_newest_context_items(tiny_config: ModelConfig) -> None:
+    """``item_pair_loss`` pairs each positive with a known item among the context's newest
+    events (the largest draw): training it makes the paired items the nearest; a positive that is
+    the drawn item, or a context without a known item, adds nothing; tau's gradient stays finite
+    when the negatives hold positives and anchors."""
+    cfg = tiny_config.with_(n_items=40)
+    torch.manual_seed(0)
+    model = InterestModel(cfg)
+    item_idx = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [1, 0, 0, 0]])
+    mask = (item_idx > 0).float()
+    draw = torch.tensor([[0.9, 0.1, 0.2, 0.0], [0.3, 0.4, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0]])
+    # newest=2: row 0 draws 7 (6 and 7 are the newest two; 5 is older despite its larger draw), row 1 draws 9
+    targets = torch.tensor([[[20, 7, 0]], [[30, 0, 0]], [[33, 0, 0]]])  # [B, S=1, K]
+    negatives = torch.cat([torch.arange(2, 40), torch.tensor([7, 9, 20])])
+    loss = item_pair_loss(model, item_idx, mask, targets, negatives, draw, newest=2)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(model.log_tau.grad)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        item_pair_loss(model, item_idx, mask, targets, negatives, draw, newest=2).backward()
+        opt.step()
+    with torch.no_grad():
+        v = model.item_vectors(torch.arange(40))
+        sims = v @ v.T
+    others = [r for r in range(2, 40) if r not in (7, 9, 20, 30)]
+    assert sims[7, 20] > sims[7, others].max() and sims[9, 30] > sims[9, others].max()
+    assert sims[5, 20] < sims[7, 20]  # 5 was never drawn: not among the newest two
+    alone = item_pair_loss(model, item_idx[2:], mask[2:], targets[2:], negatives, draw[2:], newest=2)
+    same = item_pair_loss(model, item_idx[:1], mask[:1], torch.tensor([[[7, 0, 0]]]), negatives, draw[:1], newest=2)
+    assert alone.item() == 0.0 and same.item() == 0.0
+    with pytest.raises(ConfigError, match="item_pair_weight"):
+        TrainConfig(item_pair_weight=-1.0)
