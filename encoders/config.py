@@ -208,6 +208,8 @@ class TrainConfig:
     #: items (``train.item_pair_loss``): the recent items, pool and repeat items score candidates
     #: by item-to-item cosine, which the user-to-item loss alone never trains
     item_pair_weight: float = 0.0
+    #: the item-pair loss's own temperature (None: the learned one of the user-to-item loss)
+    item_pair_tau: float | None = None
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
     #: with an eval_fn: stop after this many epochs, and at least ``patience_steps`` optimizer
     #: steps, without a new best (on small data an epoch is a few dozen steps of a noisy curve)
@@ -236,6 +238,8 @@ class TrainConfig:
             raise ConfigError(f"new_item_weight={self.new_item_weight} is negative")
         if self.item_pair_weight < 0:
             raise ConfigError(f"item_pair_weight={self.item_pair_weight} is negative")
+        if self.item_pair_tau is not None and self.item_pair_tau <= 0:
+            raise ConfigError(f"item_pair_tau={self.item_pair_tau} must be positive")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} is not within [0, 1)")
 

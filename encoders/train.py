@@ -171,7 +171,7 @@ def new_item_loss(
 
 def item_pair_loss(
     model: InterestModel, item_idx: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
-    draw: torch.Tensor, newest: int = 5,
+    draw: torch.Tensor, newest: int = 5, tau: float | None = None,
 ) -> torch.Tensor:
     """The InfoNCE of uniform negatives with an item in the user's place: each positive against
     one known item of its context's ``newest`` latest events (``item_idx`` left-aligned; the one
@@ -179,7 +179,8 @@ def item_pair_loss(
     other lie close. The recent items, the pool and the repeat items score a candidate by its
     cosine to the user's own items (``InterestModel``), which the user-to-item loss never
     trains; a positive that is the drawn item itself is left out (it scores 1 against itself).
-    Off in the recipe (``TrainConfig.item_pair_weight``; docs/model.md)."""
+    ``tau``: its own temperature (None: the model's learned one). Off in the recipe
+    (``TrainConfig.item_pair_weight``; docs/model.md)."""
     known = (mask > 0) & (item_idx >= FIRST_ITEM_ROW)
     later = known.flip(1).cumsum(1).flip(1)  # known events at or after each one: 1 = the newest
     pick = torch.where(known & (later <= newest), draw, torch.full_like(draw, -1.0)).argmax(dim=1)
@@ -192,7 +193,8 @@ def item_pair_loss(
     b_idx, pos = b_idx[keep], pos[keep]
     a = model.item_vectors(anchor[b_idx])  # [P, D]
     neg_sim = a @ model.item_vectors(negatives).T  # [P, N]
-    logits = torch.cat([(a * model.item_vectors(pos)).sum(dim=1, keepdim=True), neg_sim], dim=1) / model.temperature()
+    logits = torch.cat([(a * model.item_vectors(pos)).sum(dim=1, keepdim=True), neg_sim], dim=1)
+    logits = logits / (model.temperature() if tau is None else tau)
     user_pos = (negatives[None, None, :] == targets.flatten(1)[:, :, None]).any(1)[b_idx]
     # after scaling: finite tau grads
     logits[:, 1:] = logits[:, 1:].masked_fill(user_pos | (negatives[None, :] == anchor[b_idx, None]), float("-inf"))
@@ -291,7 +293,7 @@ def train(
             if config.item_pair_weight > 0:
                 loss = loss + config.item_pair_weight * item_pair_loss(
                     model, inputs["item_idx"], inputs["mask"], target_rows, negatives,
-                    torch.from_numpy(rng.random(inputs["item_idx"].shape)).to(device))
+                    torch.from_numpy(rng.random(inputs["item_idx"].shape)).to(device), tau=config.item_pair_tau)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -424,5 +424,10 @@ def test_the_item_pair_loss_pulls_a_positive_towards_one_of_the_newest_context_i
     alone = item_pair_loss(model, item_idx[2:], mask[2:], targets[2:], negatives, draw[2:], newest=2)
     same = item_pair_loss(model, item_idx[:1], mask[:1], torch.tensor([[[7, 0, 0]]]), negatives, draw[:1], newest=2)
     assert alone.item() == 0.0 and same.item() == 0.0
+    soft = item_pair_loss(model, item_idx[:1], mask[:1], targets[:1], negatives, draw[:1], newest=2, tau=1.0)
+    sharp = item_pair_loss(model, item_idx[:1], mask[:1], targets[:1], negatives, draw[:1], newest=2, tau=0.05)
+    assert sharp.item() < soft.item()  # a trained pair: a lower temperature separates it further
     with pytest.raises(ConfigError, match="item_pair_weight"):
         TrainConfig(item_pair_weight=-1.0)
+    with pytest.raises(ConfigError, match="item_pair_tau"):
+        TrainConfig(item_pair_tau=0.0)
