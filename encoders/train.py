@@ -112,6 +112,12 @@ def _targets(dataset: EventDataset, rows: list[np.ndarray], batch: list[Sample],
     return out
 
 
+def _users_positives(candidates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[B, C]``: which ``candidates`` are among each user's positives (``targets``, ``[B, S, K]``),
+    to be masked as false negatives."""
+    return (candidates[None, None, :] == targets.flatten(1)[:, :, None]).any(1)
+
+
 def info_nce(
     model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, in_batch: bool = True
 ) -> torch.Tensor:
@@ -132,7 +138,7 @@ def info_nce(
     per_q = sims[b_idx, s_idx, :, pos_c]  # [P, Q]
     best_q = per_q.detach().argmax(dim=1)
     logits = sims[b_idx, s_idx, best_q, :] / model.temperature()  # [P, C]
-    user_pos = (cand[None, None, :] == targets.flatten(1)[:, :, None]).any(1)  # [B, C]
+    user_pos = _users_positives(cand, targets)  # [B, C]
     false_neg = user_pos[b_idx]
     false_neg[torch.arange(len(pos_c)), pos_c] = False
     logits = logits.masked_fill(false_neg, float("-inf"))
@@ -152,7 +158,7 @@ def _uniform_nce(
     u_best = u[torch.arange(len(pos)), best_q]  # [P, D]
     neg_sim = u_best @ item_vectors(negatives).T  # [P, N]
     # a user's positives among the negatives, found per user ([B, N]) and then per positive
-    user_pos = (negatives[None, None, :] == targets.flatten(1)[:, :, None]).any(1)[b_idx]  # [P, N]
+    user_pos = _users_positives(negatives, targets)[b_idx]  # [P, N]
     logits = torch.cat([pos_sim.gather(1, best_q[:, None]), neg_sim], dim=1) / model.temperature()
     logits[:, 1:] = logits[:, 1:].masked_fill(user_pos, float("-inf"))  # after scaling: finite tau grads
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
@@ -195,7 +201,7 @@ def item_pair_loss(
     neg_sim = a @ model.item_vectors(negatives).T  # [P, N]
     logits = torch.cat([(a * model.item_vectors(pos)).sum(dim=1, keepdim=True), neg_sim], dim=1)
     logits = logits / (model.temperature() if tau is None else tau)
-    user_pos = (negatives[None, None, :] == targets.flatten(1)[:, :, None]).any(1)[b_idx]
+    user_pos = _users_positives(negatives, targets)[b_idx]
     # after scaling: finite tau grads
     logits[:, 1:] = logits[:, 1:].masked_fill(user_pos | (negatives[None, :] == anchor[b_idx, None]), float("-inf"))
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
