@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from encoders.dataset import EventDataset
 
-__all__ = ["TOPICS", "ad_ids", "feed_item_ids", "generate_events", "item_titles", "planted_items", "synthetic_dataset"]
+__all__ = [
+    "TOPICS", "ad_ids", "feed_item_ids", "generate_events", "item_probabilities", "item_titles", "planted_items",
+    "synthetic_dataset",
+]
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "solar": ("solar", "panel", "installation", "inverter", "battery", "roof"),
@@ -32,6 +36,9 @@ _ADS_ACTIONS = ("impression", "click", "conversion")
 _ADS_P = (0.75, 0.2, 0.05)
 ITEMS_PER_TOPIC = 60
 ADS_PER_TOPIC = 12
+_EMERGING_SHARE = 0.5  # of a user's events once the emerging interest shows in their scenario
+_SECOND_CORE_SHARE = 0.35  # of the events from the core interests
+_START_MS, _SPAN_MS = 1_700_000_000_000, 30 * 86_400_000
 
 
 def feed_item_ids() -> list[str]:
@@ -60,6 +67,33 @@ def _zipf(n: int, exponent: float = 1.1) -> np.ndarray:
     return p / p.sum()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A user's planted interests: two core topics and an emerging one that shows in search at
+    ``t_new`` and in feed and ads ``lag_ms`` later."""
+
+    core: tuple[str, str]
+    emerging: str
+    t_new: int
+    lag_ms: int
+
+    def shows_emerging(self, ts_ms: int, scenario: str) -> bool:
+        return ts_ms >= self.t_new + (0 if scenario == "search" else self.lag_ms)
+
+    def topic_shares(self, ts_ms: int, scenario: str) -> dict[str, float]:
+        """The probability of each topic for an event in ``scenario`` at ``ts_ms``."""
+        emerging = _EMERGING_SHARE if self.shows_emerging(ts_ms, scenario) else 0.0
+        return {self.emerging: emerging, self.core[0]: (1 - emerging) * (1 - _SECOND_CORE_SHARE),
+                self.core[1]: (1 - emerging) * _SECOND_CORE_SHARE}
+
+
+def _plan(rng: np.random.Generator, start_ms: int, span_ms: int) -> _Plan:
+    topics = list(TOPICS)
+    chosen = rng.choice(len(topics), size=3, replace=False)
+    t_new = start_ms + int(span_ms * rng.uniform(0.3, 0.7))
+    return _Plan((topics[chosen[0]], topics[chosen[1]]), topics[chosen[2]], t_new, int(span_ms * 0.15))
+
+
 def _user_events(
     user: int, seed: int, start_ms: int, span_ms: int, mean_events: int
 ) -> list[tuple[int, str, dict]]:
@@ -67,12 +101,7 @@ def _user_events(
     search first and reaches feed and ads only later. Event ids name the seed, so another
     seed's events for the same users are new events, not duplicates."""
     rng = np.random.default_rng([seed, user])
-    topics = list(TOPICS)
-    chosen = rng.choice(len(topics), size=3, replace=False)
-    core = [topics[i] for i in chosen[:2]]
-    emerging = topics[chosen[2]]
-    t_new = start_ms + int(span_ms * rng.uniform(0.3, 0.7))
-    lag_ms = int(span_ms * 0.15)
+    plan = _plan(rng, start_ms, span_ms)
     n = max(4, int(rng.poisson(mean_events)))
     times = np.sort(rng.integers(start_ms, start_ms + span_ms, size=n))
     scen = rng.choice(3, size=n, p=(0.75, 0.17, 0.08))
@@ -80,8 +109,9 @@ def _user_events(
     uid = f"u{user:05d}"
     out = []
     for k, (ts, s) in enumerate(zip(times.tolist(), scen.tolist(), strict=True)):
-        shown = ts >= t_new + (0 if s == 1 else lag_ms)
-        topic = emerging if shown and rng.random() < 0.5 else core[int(rng.random() < 0.35)]
+        shown = plan.shows_emerging(int(ts), ("feed", "search", "ads")[s])
+        topic = plan.emerging if shown and rng.random() < _EMERGING_SHARE \
+            else plan.core[int(rng.random() < _SECOND_CORE_SHARE)]
         base = {"event_id": f"{uid}-s{seed}-{k}", "user_id": uid, "ts_ms": int(ts)}
         if s == 0:
             action = str(rng.choice(_FEED_ACTIONS, p=_FEED_P))
@@ -114,8 +144,8 @@ def _user_events(
 def generate_events(
     n_users: int,
     seed: int,
-    start_ms: int = 1_700_000_000_000,
-    span_ms: int = 30 * 86_400_000,
+    start_ms: int = _START_MS,
+    span_ms: int = _SPAN_MS,
     mean_events: int = 100,
 ) -> Iterator[tuple[str, dict]]:
     """Yield ``(scenario, wire_dict)`` for all users, merged in time order."""
@@ -137,8 +167,18 @@ def synthetic_dataset(n_users: int, seed: int, mean_events: int = 100) -> EventD
 def planted_items(user_id: str, seed: int = 0) -> set[str]:
     """Every feed item and ad of the user's planted topics (two core + the emerging one): the
     ground truth a personalized model's top items should come from."""
-    user = int(user_id.removeprefix("u"))
-    topics = list(TOPICS)
-    chosen = np.random.default_rng([seed, user]).choice(len(topics), size=3, replace=False)  # as _user_events
-    return {item for i in chosen for item in (*(f"it_{topics[i]}_{k}" for k in range(ITEMS_PER_TOPIC)),
-                                               *(f"ad_{topics[i]}_{k}" for k in range(ADS_PER_TOPIC)))}
+    plan = _plan(np.random.default_rng([seed, int(user_id.removeprefix("u"))]), _START_MS, _SPAN_MS)
+    return {item for topic in (*plan.core, plan.emerging)
+            for item in (*(f"it_{topic}_{k}" for k in range(ITEMS_PER_TOPIC)),
+                         *(f"ad_{topic}_{k}" for k in range(ADS_PER_TOPIC)))}
+
+
+def item_probabilities(user_id: str, ts_ms: int, scenario: str, seed: int = 0) -> dict[str, float]:
+    """The generator's own probability of each item (ad in ``"ads"``) being the item of the
+    user's event in ``scenario`` at ``ts_ms`` (``generate_events`` with its default span): what no
+    model can beat, given the planted interests (the evaluation's Bayes ceiling)."""
+    plan = _plan(np.random.default_rng([seed, int(user_id.removeprefix("u"))]), _START_MS, _SPAN_MS)
+    prefix, per_topic = ("ad", ADS_PER_TOPIC) if scenario == "ads" else ("it", ITEMS_PER_TOPIC)
+    popularity = _zipf(per_topic)
+    return {f"{prefix}_{topic}_{k}": share * float(popularity[k])
+            for topic, share in plan.topic_shares(ts_ms, scenario).items() if share > 0 for k in range(per_topic)}

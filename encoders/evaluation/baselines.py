@@ -1,8 +1,9 @@
-"""Non-neural rankers for the evaluation: popularity, last item, mean-pool, co-occurrence kNN."""
+"""Non-neural rankers for the evaluation: popularity, last item, mean-pool, co-occurrence kNN, and
+on generated data the generator's own probabilities (the Bayes ceiling)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -10,7 +11,10 @@ from scipy import sparse
 from encoders.dataset import EventDataset, UserHistory
 from encoders.items import interaction_matrix
 
-__all__ = ["CooccurrenceKnn", "MeanPool", "Popularity"]
+__all__ = ["CooccurrenceKnn", "KnownProbabilities", "MeanPool", "Popularity"]
+
+#: ``(user_id, ts_ms, scenario name) -> {item id: probability}``
+ItemProbabilities = Callable[[str, int, str], Mapping[str, float]]
 
 
 def _context_rows(contexts: Sequence[UserHistory], dataset: EventDataset) -> list[np.ndarray]:
@@ -73,3 +77,25 @@ class MeanPool:
             if len(known):
                 pooled[r] = self.vectors[known].mean(axis=0)
         return pooled @ self.vectors[columns].T
+
+
+class KnownProbabilities:
+    """Ranks by the true probability of each item as the user's next event in the scenario,
+    known for generated data (``encoders.data.synthetic.item_probabilities``): no ranking scores
+    a higher expected NDCG, so it is the ceiling the other methods are read against. The time is
+    the context's last event's (the target's own is not shown to any scorer)."""
+
+    def __init__(self, probabilities: ItemProbabilities, dataset: EventDataset,
+                 scenario_names: Sequence[str]) -> None:
+        self.probabilities, self.dataset, self.scenario_names = probabilities, dataset, tuple(scenario_names)
+
+    def scores(self, contexts: Sequence[UserHistory], columns: np.ndarray, scenario: int = 0) -> np.ndarray:
+        column_of = {int(row): j for j, row in enumerate(columns)}
+        out = np.zeros((len(contexts), len(columns)), np.float32)
+        for r, history in enumerate(contexts):
+            ts = int(history.ts_ms[-1]) if len(history) else 0
+            for item, p in self.probabilities(history.user_id, ts, self.scenario_names[scenario]).items():
+                j = column_of.get(self.dataset.index.get(item, -1))
+                if j is not None:
+                    out[r, j] = p
+        return out

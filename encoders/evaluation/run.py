@@ -15,7 +15,7 @@ import torch
 
 from encoders.config import TrainConfig
 from encoders.dataset import EventDataset, UserHistory
-from encoders.evaluation.baselines import CooccurrenceKnn, MeanPool, Popularity
+from encoders.evaluation.baselines import CooccurrenceKnn, ItemProbabilities, KnownProbabilities, MeanPool, Popularity
 from encoders.evaluation.personalization import personalization_report
 from encoders.evaluation.protocol import Split, split_events
 from encoders.evaluation.ranking import (
@@ -35,8 +35,8 @@ from encoders.model import InterestModel
 from encoders.train import CHECKPOINT_NAME, load_checkpoint, train
 
 __all__ = [
-    "RECENT_KEY", "VIEWS_KEY", "EvaluationConfig", "RecentGridScorer", "Results", "SeenMasked", "repeat_share",
-    "run_evaluation", "train_with_choices",
+    "CEILING", "RECENT_KEY", "VIEWS_KEY", "EvaluationConfig", "RecentGridScorer", "Results", "SeenMasked",
+    "repeat_share", "run_evaluation", "train_with_choices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ REPEAT_SHARE_TO_MASK = 0.01
 Results = dict[str, dict[str, dict[str, float]]]  # method -> "<scenario> <slice>" -> metric -> value
 VIEWS_KEY = "views (validation NDCG@10)"  # results entry: each scenario's view scores and choice
 RECENT_KEY = "recent items (validation NDCG@10)"  # results entry: each scenario's recent-item weights
+#: results entry on generated data: the generator's own probabilities ranked (the Bayes ceiling)
+CEILING = "ceiling: the generator's probabilities"
 #: per method, a scenario's sampled metrics over the test users whose target item they had
 #: touched before, and over those whose target is new to them (with each part's "share")
 TOUCHED, NEW = "sampled, touched before", "sampled, new item"
@@ -389,10 +391,12 @@ def _score_as_new_items(model: InterestModel, split: Split, cfg: EvaluationConfi
 def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...], cfg: EvaluationConfig,
                    policy: MixingPolicyProtocol | None, work_dir: Path | None = None,
                    planted_items: Callable[[str], set[str]] | None = None, text_fn: TextFn | None = None,
-                   item_texts: Mapping[str, str] | None = None) -> Results:
+                   item_texts: Mapping[str, str] | None = None,
+                   item_probabilities: ItemProbabilities | None = None) -> Results:
     """Baselines, the model (epochs chosen on validation users) and its single-scenario variant.
 
     ``planted_items`` (synthetic data): a user's ground-truth items, for the planted-interest share.
+    ``item_probabilities`` (synthetic data): the generator's own, ranked as the ceiling row.
     ``text_fn`` (MiniLM) encodes event texts for a ``use_text`` model and ``item_texts`` (titles)
     into vectors that join the co-occurrence factors in the content table.
     """
@@ -411,6 +415,9 @@ def run_evaluation(histories: list[UserHistory], scenario_names: tuple[str, ...]
     _score("mean-pool of recent item vectors", wrap(MeanPool(split.dataset.content[:, :content_dim], split.dataset)),
            split.test, split, cfg, results)
     _score("co-occurrence kNN", _tuned_knn(split, cfg, wrap), split.test, split, cfg, results)
+    if item_probabilities is not None:
+        _score(CEILING, wrap(KnownProbabilities(item_probabilities, split.dataset, scenario_names)), split.test, split,
+               cfg, results)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         model = _train_model(split, cfg, cfg.train, policy, None, split.val, wrap, work / "model", text_fn,

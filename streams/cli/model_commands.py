@@ -213,13 +213,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         target = DEFAULT_SCENARIOS.index(args.quota_study)
         results = run_quota_study(histories, DEFAULT_SCENARIOS, cfg, _budget_policies(), target)
     else:
-        from encoders.data.synthetic import planted_items
+        from encoders.data.synthetic import item_probabilities, planted_items
 
-        planted = planted_items if args.dataset == "synthetic" else None
+        synthetic = args.dataset == "synthetic"
         with tempfile.TemporaryDirectory() as tmp:
             text_fn, item_texts = _evaluation_text(args, Path(tmp)) if args.use_text else (None, None)
-            results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, _policy(args), planted_items=planted,
-                                     text_fn=text_fn, item_texts=item_texts)
+            results = run_evaluation(
+                histories, DEFAULT_SCENARIOS, cfg, _policy(args), planted_items=planted_items if synthetic else None,
+                text_fn=text_fn, item_texts=item_texts, item_probabilities=item_probabilities if synthetic else None)
     return _report(results, args.json)
 
 
@@ -397,7 +398,8 @@ def register(subparsers: Any) -> None:
                               "decay; ranked against the full catalogue and 999 sampled negatives. Prints metrics "
                               "(also split by "
                               "targets the user had touched before and new ones), the choices and the "
-                              "personalization report.")
+                              "personalization report; on --dataset synthetic also the ceiling: the "
+                              "generator's own probabilities ranked.")
     p.add_argument("--max-test-users", type=int, help="a seeded random sample of N test users (faster)")
     p.add_argument("--single-scenario", nargs="*", choices=["feed", "search", "ads"], metavar="SCENARIO",
                    help="train single-scenario models for these target scenarios only (none: skip them; "

@@ -7,6 +7,7 @@ import torch
 
 from encoders.config import ModelConfig
 from encoders.dataset import EventDataset, UserHistory
+from encoders.evaluation.baselines import KnownProbabilities
 from encoders.evaluation.ranking import EvalCases, ModelScorer, evaluate_scorer, metrics_from_ranks
 from encoders.model import InterestModel
 
@@ -118,3 +119,17 @@ def test_scored_metrics_are_split_by_targets_touched_before_and_new_ones() -> No
     results = {}
     _score("oracle", Oracle(only_new.target_rows), [only_new], split, cfg, results)  # type: ignore[arg-type]
     assert set(results["oracle"]) == {"feed sampled", "feed full"}
+
+
+def test_known_probabilities_score_each_user_at_their_contexts_last_event() -> None:
+    dataset = EventDataset(histories=[], items=["a", "b", "c"])
+
+    def probabilities(user: str, ts_ms: int, scenario: str) -> dict[str, float]:
+        return {"c": 0.75, "a": 0.25, "unseen": 0.5} if (user, ts_ms, scenario) == ("u1", 5, "ads") else {"b": 1.0}
+
+    scorer = KnownProbabilities(probabilities, dataset, ("feed", "search", "ads"))
+    contexts = [UserHistory.from_events("u1", [(1, "a", None, 0, 1), (5, "b", None, 0, 1)]),
+                UserHistory.from_events("u1", [(4, "a", None, 0, 1)])]
+    columns = np.array([dataset.index[i] for i in ("a", "b", "c")])
+    assert scorer.scores(contexts, columns, scenario=2).tolist() == [[0.25, 0.0, 0.75], [0.0, 1.0, 0.0]]
+    assert scorer.scores(contexts[:1], columns, scenario=0).tolist() == [[0.0, 1.0, 0.0]]

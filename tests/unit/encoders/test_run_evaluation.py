@@ -10,9 +10,10 @@ import pytest
 
 from encoders import presets
 from encoders.config import DEFAULT_SCENARIOS
-from encoders.data.synthetic import item_titles, planted_items, synthetic_dataset
+from encoders.data.synthetic import item_probabilities, item_titles, planted_items, synthetic_dataset
 from encoders.dataset import UserHistory
 from encoders.evaluation.run import (
+    CEILING,
     NEW,
     POOL_GRID,
     PRIOR_GRID,
@@ -40,7 +41,8 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
     histories = synthetic_dataset(120, seed=0, mean_events=20).histories
     train = replace(presets.demo(), epochs=1, max_epochs=1, min_steps=0, progress=False)
     cfg = EvaluationConfig(train=train, single_scenarios=("ads",))
-    results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, MixingPolicy(), planted_items=planted_items)
+    results = run_evaluation(histories, DEFAULT_SCENARIOS, cfg, MixingPolicy(), planted_items=planted_items,
+                             item_probabilities=item_probabilities)
     assert rules and set(rules) == {run.CHOICE_Z}  # one rule for every choice
     keys = {f"{s} {slice_}" for s in DEFAULT_SCENARIOS for slice_ in ("sampled", "full")}
     for method in ("popularity", "last item (co-occurrence)", "mean-pool of recent item vectors",
@@ -51,6 +53,8 @@ def test_every_method_is_scored_on_every_scenario_with_a_personalization_report(
     assert {"ads sampled", "ads full"} <= set(results["single-scenario model"]) <= {
         "ads sampled", "ads full", f"ads {TOUCHED}", f"ads {NEW}"}
     assert any(f"feed {TOUCHED}" in r for r in results.values())  # synthetic users come back to items
+    for s in DEFAULT_SCENARIOS:  # the generator's own probabilities rank far above popularity
+        assert results[CEILING][f"{s} sampled"]["NDCG@10"] > 1.5 * results["popularity"][f"{s} sampled"]["NDCG@10"]
     views = results[VIEWS_KEY]  # each scenario's view, chosen on validation users
     assert set(views) == set(DEFAULT_SCENARIOS)
     for v in views.values():

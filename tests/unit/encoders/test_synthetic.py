@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from encoders.data.synthetic import TOPICS, generate_events, item_titles
+import numpy as np
+
+from encoders.data.synthetic import TOPICS, generate_events, item_probabilities, item_titles
 from encoders.data.wire import histories_from_wire
 
 FEED_ACTIONS = {"impression", "click", "like", "collect", "comment", "share", "follow", "hide"}
@@ -53,3 +55,21 @@ def test_histories_and_titles_cover_the_events() -> None:
     assert len(histories) == 10 and all((h.ts_ms[:-1] <= h.ts_ms[1:]).all() for h in histories)
     titles = item_titles(0)
     assert all(i in titles for h in histories for i in h.item_ids if i)
+
+
+def test_item_probabilities_are_the_generators_own() -> None:
+    """Every generated item is possible under its user's probabilities at its time (the emerging
+    interest only once it shows), each sums to one, and a user's events are far likelier under
+    their own probabilities than under another user's."""
+    own, other = [], []
+    for scenario, w in generate_events(40, seed=2, mean_events=60):
+        item = w.get("item_id") or w.get("clicked_item_id") or w.get("ad_id")
+        if item is None:
+            continue
+        probabilities = item_probabilities(w["user_id"], w["ts_ms"], scenario, seed=2)
+        assert abs(sum(probabilities.values()) - 1) < 1e-9
+        assert probabilities.get(item, 0.0) > 0, (w["user_id"], scenario, item)
+        own.append(np.log(probabilities[item]))
+        neighbour = f"u{(int(w['user_id'][1:]) + 1) % 40:05d}"
+        other.append(np.log(item_probabilities(neighbour, w["ts_ms"], scenario, seed=2).get(item, 1e-9)))
+    assert len(own) > 1000 and np.mean(own) > np.mean(other) + 2
