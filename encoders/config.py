@@ -211,6 +211,10 @@ class TrainConfig:
     #: the item-pair loss's own temperature (None: the learned one of the user-to-item loss)
     item_pair_tau: float | None = None
     in_batch_negatives: bool = False  # True adds the batch's targets, which penalises popular items
+    #: weight of each item's log(1 + its training events in the target's scenario), added to its
+    #: logit in the uniform InfoNCE: the popularity the served prior (``item_prior``) adds back,
+    #: which the users' vectors then need not carry in a direction they all share (docs/model.md)
+    popularity_weight: float = 0.0
     #: with an eval_fn: stop after this many epochs, and at least ``patience_steps`` optimizer
     #: steps, without a new best (on small data an epoch is a few dozen steps of a noisy curve)
     patience: int | None = 3
@@ -238,6 +242,11 @@ class TrainConfig:
             raise ConfigError(f"new_item_weight={self.new_item_weight} is negative")
         if self.item_pair_weight < 0:
             raise ConfigError(f"item_pair_weight={self.item_pair_weight} is negative")
+        if self.popularity_weight < 0:
+            raise ConfigError(f"popularity_weight={self.popularity_weight} is negative")
+        if self.popularity_weight > 0 and (self.in_batch_negatives or not self.model.item_counts):
+            raise ConfigError("popularity_weight > 0 needs uniform negatives alone (in_batch_negatives=False) and "
+                              "the item counts the served prior reads (ModelConfig.item_counts=True)")
         if self.item_pair_tau is not None and self.item_pair_tau <= 0:
             raise ConfigError(f"item_pair_tau={self.item_pair_tau} must be positive")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:

@@ -12,7 +12,10 @@ from scipy.sparse.linalg import svds
 from encoders.dataset import EventDataset, UserHistory
 from encoders.features import FIRST_ITEM_ROW
 
-__all__ = ["align_table", "cooccurrence_table", "interaction_matrix", "item_event_counts", "title_table"]
+__all__ = [
+    "align_table", "cooccurrence_table", "interaction_matrix", "item_event_counts", "scenario_item_counts",
+    "title_table",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +57,16 @@ def interaction_matrix(histories: Sequence[UserHistory], index: Mapping[str, int
 def item_event_counts(histories: Sequence[UserHistory], dataset: EventDataset) -> np.ndarray:
     """``[n_items]`` how many of the histories' events touch each vocabulary row (0 for the
     padding and unknown rows): the item side of the popularity prior."""
-    counts = np.zeros(dataset.n_items, np.float64)
+    n_scenarios = 1 + max((int(h.scenario_idx.max()) for h in histories if len(h)), default=0)
+    return scenario_item_counts(histories, dataset, n_scenarios).sum(axis=0)
+
+
+def scenario_item_counts(histories: Sequence[UserHistory], dataset: EventDataset, n_scenarios: int) -> np.ndarray:
+    """``[n_scenarios, n_items]`` ``item_event_counts`` of each scenario's events."""
+    counts = np.zeros((n_scenarios, dataset.n_items), np.float64)
     for h in histories:
-        np.add.at(counts, dataset.item_rows(h), 1.0)
-    counts[:FIRST_ITEM_ROW] = 0.0
+        np.add.at(counts, (h.scenario_idx, dataset.item_rows(h)), 1.0)
+    counts[:, :FIRST_ITEM_ROW] = 0.0
     return counts
 
 

@@ -19,7 +19,7 @@ from encoders.config import TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import FIRST_ITEM_ROW, MixingPolicyProtocol, SequenceInput, TextFn, build_inputs
-from encoders.items import cooccurrence_table, item_event_counts
+from encoders.items import cooccurrence_table, item_event_counts, scenario_item_counts
 from encoders.model import InterestModel
 
 __all__ = [
@@ -119,7 +119,8 @@ def _users_positives(candidates: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 
 def info_nce(
-    model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, in_batch: bool = True
+    model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+    in_batch: bool = True, log_prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multi-positive InfoNCE: each positive is matched to its scenario's best query (argmax)
     and scored against sampled negatives (and, with ``in_batch``, the batch's other targets),
@@ -127,10 +128,14 @@ def info_nce(
 
     In-batch candidates are drawn from the target distribution, so they teach the model to
     score popular items *down*; with uniform negatives alone the scores estimate
-    log p(item | user) up to a constant, popularity included."""
+    log p(item | user) up to a constant, popularity included, unless ``log_prior``
+    (``[scenarios, n_items]``, uniform negatives only) adds each item's log popularity in the
+    target's scenario to its logit: then the vectors' part is what the user adds to it."""
     cand = torch.unique(torch.cat([targets[targets > 0], negatives]))
     if not in_batch:
-        return _uniform_nce(model, interests, targets, negatives)
+        return _uniform_nce(model, interests, targets, negatives, log_prior=log_prior)
+    if log_prior is not None:
+        raise ValueError("log_prior needs uniform negatives alone (in_batch=False)")
     vecs = model.item_vectors(cand)  # [C, D]
     sims = torch.einsum("bsqd,cd->bsqc", interests, vecs)
     b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
@@ -147,7 +152,7 @@ def info_nce(
 
 def _uniform_nce(
     model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
-    item_vectors: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    item_vectors: Callable[[torch.Tensor], torch.Tensor] | None = None, log_prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     item_vectors = item_vectors or model.item_vectors
     b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
@@ -160,6 +165,8 @@ def _uniform_nce(
     # a user's positives among the negatives, found per user ([B, N]) and then per positive
     user_pos = _users_positives(negatives, targets)[b_idx]  # [P, N]
     logits = torch.cat([pos_sim.gather(1, best_q[:, None]), neg_sim], dim=1) / model.temperature()
+    if log_prior is not None:  # [P, 1 + N]: each candidate's log popularity in the positive's scenario
+        logits = logits + torch.cat([log_prior[s_idx, pos][:, None], log_prior[:, negatives][s_idx]], dim=1)
     logits[:, 1:] = logits[:, 1:].masked_fill(user_pos, float("-inf"))  # after scaling: finite tau grads
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
 
@@ -215,6 +222,16 @@ def update_ema(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) 
         avg.lerp_(current, 1.0 - decay)
 
 
+def _as_scored(model: InterestModel, config: TrainConfig) -> InterestModel:
+    """The model as validation scores it: trained with ``popularity_weight``, with the prior that
+    weight stands for in cosine units (weight x temperature; the served prior reads the items'
+    counts over every scenario)."""
+    if config.popularity_weight == 0:
+        return model
+    lam = config.popularity_weight * model.temperature().item()
+    return model.with_item_prior((lam,) * len(model.cfg.scenarios))
+
+
 def _to_device(inputs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
 
@@ -251,6 +268,8 @@ def train(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     content = None if dataset.content is None else torch.from_numpy(dataset.content)
     counts = torch.from_numpy(item_event_counts(dataset.histories, dataset)) if cfg.item_counts else None
+    log_prior = None if config.popularity_weight == 0 else (config.popularity_weight * torch.from_numpy(
+        np.log1p(scenario_item_counts(dataset.histories, dataset, len(cfg.scenarios)))).float()).to(device)
     # training scores the learned queries alone; the checkpoint keeps the recent-item weights, pool and prior
     model = InterestModel(cfg.with_(recent_weights=(), recent_pool=(), item_prior=()), content, counts).to(device)
     with torch.no_grad():
@@ -293,7 +312,8 @@ def train(
                 inputs["own_view"] = torch.from_numpy(own_view_draws(batch, config.own_view, rng)).to(device)
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
             interests, target_rows = model(**inputs), torch.from_numpy(targets).to(device)
-            loss = info_nce(model, interests, target_rows, negatives, in_batch=config.in_batch_negatives)
+            loss = info_nce(model, interests, target_rows, negatives, in_batch=config.in_batch_negatives,
+                            log_prior=log_prior)
             if new_items:
                 loss = loss + config.new_item_weight * new_item_loss(model, interests, target_rows, negatives)
             if config.item_pair_weight > 0:
@@ -311,7 +331,8 @@ def train(
                 update_ema(averaged, model, min(config.ema_decay, (1 + step) / (10 + step)))
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        score = eval_fn(averaged.eval()) if eval_fn is not None else -float(np.mean(losses or [0.0]))
+        score = eval_fn(_as_scored(averaged.eval(), config)) if eval_fn is not None \
+            else -float(np.mean(losses or [0.0]))
         history.append({"epoch": epoch, "loss": float(np.mean(losses or [0.0])), "score": float(score),
                         "lr": float(opt.param_groups[0]["lr"])})
         logger.info(

@@ -431,3 +431,71 @@ def test_the_item_pair_loss_pulls_a_positive_towards_one_of_the_newest_context_i
         TrainConfig(item_pair_weight=-1.0)
     with pytest.raises(ConfigError, match="item_pair_tau"):
         TrainConfig(item_pair_tau=0.0)
+
+
+def test_the_popularity_in_the_loss_leaves_the_users_vectors_their_own(tiny_config: ModelConfig) -> None:
+    """Users whose next items follow popularity alone: trained against uniform negatives, their
+    vectors turn to the popular items' shared direction (cross-user cosine near 1); with each
+    item's log popularity in its logit (``log_prior``) there is nothing left for them to learn
+    and they stay apart. The prior is read in the positive's scenario only."""
+    cfg = tiny_config.with_(n_items=40)
+    rng = np.random.default_rng(0)
+    popularity = 1.0 / np.arange(1, 39) ** 1.2
+    popularity /= popularity.sum()
+    counts = np.zeros((len(cfg.scenarios), 40))
+    counts[0, 2:] = 1e6 * popularity
+    log_prior = torch.from_numpy(np.log1p(counts)).float()
+
+    def cross_user_cosine(prior: torch.Tensor | None) -> float:
+        torch.manual_seed(0)
+        model = InterestModel(cfg)
+        users = torch.nn.Parameter(torch.randn(32, len(cfg.scenarios), 1, cfg.dim))
+        opt = torch.optim.Adam([users], lr=3e-2)
+        negatives = torch.arange(2, 40)
+        for _ in range(150):
+            targets = torch.zeros(32, len(cfg.scenarios), 4, dtype=torch.long)
+            targets[:, 0] = torch.from_numpy(2 + rng.choice(38, size=(32, 4), p=popularity))
+            opt.zero_grad()
+            info_nce(model, F.normalize(users, dim=-1), targets, negatives, in_batch=False, log_prior=prior).backward()
+            opt.step()
+        u = F.normalize(users.detach()[:, 0, 0], dim=-1)
+        sims = u @ u.T
+        return float(sims[~torch.eye(32, dtype=torch.bool)].mean())
+
+    assert cross_user_cosine(None) > 0.8 and cross_user_cosine(log_prior) < 0.5  # 0.91 and 0.33
+    torch.manual_seed(0)
+    model = InterestModel(cfg)
+    interests = F.normalize(torch.randn(2, len(cfg.scenarios), 1, cfg.dim), dim=-1)
+    targets = torch.zeros(2, len(cfg.scenarios), 2, dtype=torch.long)
+    targets[:, 0] = torch.tensor([[3, 4], [5, 0]])
+    other = torch.zeros_like(log_prior)
+    other[1:] = 5 * torch.rand(len(cfg.scenarios) - 1, 40)  # another scenario's popularity: no effect
+    plain = info_nce(model, interests, targets, torch.arange(2, 40), in_batch=False)
+    assert torch.isclose(info_nce(model, interests, targets, torch.arange(2, 40), in_batch=False, log_prior=other),
+                         plain)
+    with pytest.raises(ValueError, match="log_prior"):
+        info_nce(model, interests, targets, torch.arange(2, 40), in_batch=True, log_prior=log_prior)
+    with pytest.raises(ConfigError, match="popularity_weight"):
+        TrainConfig(popularity_weight=-1.0)
+    with pytest.raises(ConfigError, match="popularity_weight"):
+        TrainConfig(popularity_weight=1.0, in_batch_negatives=True)
+
+
+def test_training_with_the_popularity_in_the_loss_validates_with_the_prior_it_stands_for(
+    tmp_path: Path, tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
+) -> None:
+    """Validation scores the model with the served prior the loss's weight stands for (weight x
+    temperature, in cosine units); the checkpoint keeps the prior for the choices after training."""
+    from encoders.train import load_checkpoint
+
+    priors: list[tuple[tuple[float, ...], float]] = []
+
+    def remember(model: InterestModel) -> float:
+        priors.append((model.cfg.item_prior, model.temperature().item()))
+        return 0.0
+
+    cfg = TrainConfig(model=tiny_config, epochs=2, max_epochs=2, min_steps=0, batch_size=32, n_negatives=64,
+                      popularity_weight=2.0, progress=False)
+    model, _, _ = load_checkpoint(train(cfg, tiny_dataset, policy, tmp_path, eval_fn=remember))
+    assert len(priors) == 2 and all(np.allclose(lam, [2.0 * tau] * 3) for lam, tau in priors)
+    assert model.cfg.item_prior == ()
