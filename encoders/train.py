@@ -19,7 +19,7 @@ from encoders.config import TrainConfig
 from encoders.dataset import EventDataset
 from encoders.errors import ConfigError
 from encoders.features import FIRST_ITEM_ROW, MixingPolicyProtocol, SequenceInput, TextFn, build_inputs
-from encoders.items import cooccurrence_table, item_event_counts, scenario_item_counts
+from encoders.items import cooccurrence_table, scenario_item_counts
 from encoders.model import InterestModel
 
 __all__ = [
@@ -267,9 +267,12 @@ def train(
     rng = np.random.default_rng(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     content = None if dataset.content is None else torch.from_numpy(dataset.content)
-    counts = torch.from_numpy(item_event_counts(dataset.histories, dataset)) if cfg.item_counts else None
-    log_prior = None if config.popularity_weight == 0 else (config.popularity_weight * torch.from_numpy(
-        np.log1p(scenario_item_counts(dataset.histories, dataset, len(cfg.scenarios)))).float()).to(device)
+    # one pass over the events for both the prior's counts and the loss's per-scenario ones
+    per_scenario = scenario_item_counts(dataset.histories, dataset, len(cfg.scenarios)) \
+        if cfg.item_counts or config.popularity_weight > 0 else None
+    counts = torch.from_numpy(per_scenario.sum(axis=0)) if cfg.item_counts else None
+    log_prior = None if config.popularity_weight == 0 else \
+        (config.popularity_weight * torch.from_numpy(np.log1p(per_scenario)).float()).to(device)
     # training scores the learned queries alone; the checkpoint keeps the recent-item weights, pool and prior
     model = InterestModel(cfg.with_(recent_weights=(), recent_pool=(), item_prior=()), content, counts).to(device)
     with torch.no_grad():
