@@ -85,8 +85,9 @@ class ModelConfig:
     #: per scenario ``lam``: every vector gains a last coordinate ``lam`` and every item vector
     #: one holding its log count, so an item scores ``lam * log(1 + count)`` more (its popularity
     #: prior; items the model never saw, 0). The learned vectors are unit length and cannot say
-    #: "popular" by themselves. Empty: no coordinate (what training scores). ``evaluate`` chooses
-    #: them on validation users (docs/model.md).
+    #: "popular" by themselves. Empty: no coordinate. A checkpoint trained with
+    #: ``TrainConfig.popularity_weight`` serves the prior that weight stands for plus the one it
+    #: was given; ``evaluate`` chooses what to add on validation users (docs/model.md).
     item_prior: tuple[float, ...] = ()
     #: how many of the user's own items the repeat score appends to each scenario's vectors
     repeat_items: int = 10

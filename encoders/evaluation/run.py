@@ -228,9 +228,11 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
     ``val``, then with them the (gamma, delta) of ``POOL_GRID``, the popularity prior of
     ``PRIOR_GRID`` and the repeat items' (a, b) of ``REPEAT_GRID`` (their score fit first on the
     training histories), each kept only if its gain over none is clear (``CHOICE_Z``); the
-    choices go into ``results``."""
+    choices go into ``results``. Every choice scores the model with the prior it serves
+    (``item_prior``: the one its training stands for), which the chosen prior adds to."""
     n_scen = len(model.cfg.scenarios)
     prior = model.cfg.item_counts  # a checkpoint from before the counts has no prior to choose
+    base = model.cfg.item_prior or (0.0,) * n_scen
     unscaled = model.with_recent_weights(((1.0, 1.0),) * n_scen)
     if prior:
         unscaled = unscaled.with_item_prior((1.0,) * n_scen)
@@ -239,7 +241,7 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
     repeat = model.with_repeat(coef, ()) if any(coef) else None
     grid = RecentGridScorer(ModelScorer(unscaled, split.dataset, policy, scenarios, text_fn=text_fn),
                             model.cfg.n_queries,
-                            repeat and ModelScorer(repeat, split.dataset, policy, scenarios, text_fn=text_fn))
+                            repeat and ModelScorer(repeat, split.dataset, policy, scenarios, text_fn=text_fn), base)
 
     def best(options: Sequence[tuple[float, ...]], fixed: dict[int, tuple[float, ...]],
              z: float) -> tuple[list[int], np.ndarray]:
@@ -281,7 +283,7 @@ def _choose_served_weights(model: InterestModel, split: Split, cfg: EvaluationCo
             "with repeat": with_repeat[j]}
     weights = tuple(chosen.get(s, RECENT_GRID[0]) for s in range(n_scen))
     pool = tuple(pools.get(s, POOL_GRID[0]) for s in range(n_scen))
-    lam = tuple(lams.get(s, 0.0) for s in range(n_scen))
+    lam = tuple(b + lams.get(s, 0.0) for s, b in enumerate(base))
     ab = tuple(repeats.get(s, REPEAT_GRID[0]) for s in range(n_scen))
     logger.info("recent-item weights, pool, popularity prior and repeat items chosen on validation users: %s %s %s %s",
                 weights, pool, lam, ab)
@@ -303,12 +305,14 @@ class RecentGridScorer:
     recent row is the item's vector, or (no item) a copy of learned row 0. The pool adds
     ``gamma * delta**k`` times the k-th found row to every learned vector; the appended rows are
     scaled by ``alpha * beta**k``, a missing one copying pooled row 0; every row's prior
-    coordinate becomes ``lam``; ``repeat`` (a model with repeat scores) gives the repeat items,
+    coordinate becomes ``base_prior[scenario] + lam``; ``repeat`` (a model with repeat scores) gives the repeat items,
     appended scaled by ``a + b * g``. Each context batch's vectors are kept, so the grid costs
     one forward pass (two with ``repeat``)."""
 
-    def __init__(self, unscaled: ModelScorer, n_queries: int, repeat: ModelScorer | None = None) -> None:
+    def __init__(self, unscaled: ModelScorer, n_queries: int, repeat: ModelScorer | None = None,
+                 base_prior: Sequence[float] = ()) -> None:
         self.unscaled, self.n_queries, self.repeat = unscaled, n_queries, repeat
+        self.base_prior = tuple(base_prior)
         self.prior = bool(unscaled.model.cfg.item_prior)
         self.weights: dict[int, tuple[float, ...]] = {}
         self._interests: dict[tuple, torch.Tensor] = {}
@@ -343,6 +347,7 @@ class RecentGridScorer:
             rows = torch.where((weight > 0)[..., None], slots * weight[..., None], learned[:, :1])
             out = torch.cat([out, rows], dim=1)
         if self.prior:
+            lam += self.base_prior[scenario] if self.base_prior else 0.0
             out = torch.cat([out, torch.full((*out.shape[:2], 1), lam, dtype=u.dtype, device=u.device)], dim=-1)
         return out
 

@@ -383,8 +383,8 @@ def register(subparsers: Any) -> None:
                    "each of SCENARIO's learned vectors (repeatable; default: none)")
     p.add_argument("--prior", action="append", default=[], type=_scenario_weight, metavar="SCENARIO=LAM",
                    help="with --validation-share 0: every item scores LAM*log(1 + its training events) more "
-                   "for SCENARIO (its popularity prior; the vectors gain one coordinate; repeatable; default: "
-                   "none)")
+                   "for SCENARIO, on top of the popularity prior the training stands for (the vectors gain one "
+                   "coordinate; repeatable; default: none)")
     _model_options(p)
     p.set_defaults(handler=_guarded(_cmd_train))
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX + manifest for the worker")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -351,7 +352,7 @@ def test_training_with_the_popularity_in_the_loss_validates_with_the_prior_it_st
     tmp_path: Path, tiny_dataset: EventDataset, tiny_config: ModelConfig, policy: object
 ) -> None:
     """Validation scores the model with the served prior the loss's weight stands for (weight x
-    temperature, in cosine units); the checkpoint keeps the prior for the choices after training."""
+    temperature, in cosine units), and the checkpoint serves it, plus the prior it was given."""
     from encoders.train import load_checkpoint
 
     priors: list[tuple[tuple[float, ...], float]] = []
@@ -360,8 +361,15 @@ def test_training_with_the_popularity_in_the_loss_validates_with_the_prior_it_st
         priors.append((model.cfg.item_prior, model.temperature().item()))
         return 0.0
 
-    cfg = TrainConfig(model=tiny_config, epochs=2, max_epochs=2, min_steps=0, batch_size=32, n_negatives=64,
-                      popularity_weight=2.0, progress=False)
+    given = (0.0, 0.05, 0.0)
+    cfg = TrainConfig(model=tiny_config.with_(item_prior=given), epochs=2, max_epochs=2, min_steps=0, batch_size=32,
+                      n_negatives=64, popularity_weight=2.0, patience=None, progress=False)
     model, _, _ = load_checkpoint(train(cfg, tiny_dataset, policy, tmp_path, eval_fn=remember))
     assert len(priors) == 2 and all(np.allclose(lam, [2.0 * tau] * 3) for lam, tau in priors)
-    assert model.cfg.item_prior == ()
+    assert priors[0][1] != priors[1][1]  # each epoch's temperature, and the saved one is the best epoch's
+    tau = model.temperature().item()
+    assert tau in [t for _, t in priors]
+    assert np.allclose(model.cfg.item_prior, [2.0 * tau + g for g in given])
+    unweighted, _, _ = load_checkpoint(train(replace(cfg, popularity_weight=0.0), tiny_dataset, policy,
+                                             tmp_path / "off", eval_fn=remember))
+    assert unweighted.cfg.item_prior == given

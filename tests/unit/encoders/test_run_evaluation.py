@@ -155,8 +155,10 @@ def test_a_choice_is_kept_only_if_its_validation_gain_is_clear() -> None:
 @pytest.mark.parametrize("prior", [False, True])
 def test_the_recent_grid_scores_as_the_model_served_with_those_weights(prior: bool) -> None:
     """One forward pass with weights (1, 1) (and prior 1), rescaled, equals serving each grid
-    point's weights, pool and popularity prior: the vectors (fallback rows of short histories
-    included; alpha 0 keeps the learned ones, which score as its copies of row 0) and the scores."""
+    point's weights, pool and popularity prior (added to the prior the model serves already, as
+    one trained with the popularity in the loss does): the vectors (fallback rows of short
+    histories included; alpha 0 keeps the learned ones, which score as its copies of row 0) and
+    the scores."""
     import torch
 
     from encoders.dataset import EventDataset
@@ -171,8 +173,9 @@ def test_the_recent_grid_scores_as_the_model_served_with_those_weights(prior: bo
     counts = torch.from_numpy(item_event_counts(data.histories, dataset))
     model = InterestModel(presets.demo().model.with_(n_items=data.n_items), item_counts=counts).eval()
     unscaled = model.with_recent_weights(((1.0, 1.0),) * 3)
+    base = (0.03, 0.0, 0.1) if prior else ()
     grid = RecentGridScorer(ModelScorer(unscaled.with_item_prior((1.0,) * 3) if prior else unscaled, dataset,
-                                        MixingPolicy()), model.cfg.n_queries)
+                                        MixingPolicy()), model.cfg.n_queries, base_prior=base)
     contexts = [h.prefix(n) for h in data.histories for n in (1, 2, len(h))]
     columns = np.arange(2, data.n_items)
     points = [(w, POOL_GRID[0], 0.0) for w in RECENT_GRID] + [(w, p, 0.0) for w in RECENT_GRID[:2] for p in POOL_GRID]
@@ -181,8 +184,8 @@ def test_the_recent_grid_scores_as_the_model_served_with_those_weights(prior: bo
     for weights, pool, lam in points:
         grid.weights = {s: (*weights, *pool, lam) for s in range(3)}
         served_model = model.with_recent_weights((weights,) * 3, (pool,) * 3)
-        served = ModelScorer(served_model.with_item_prior((lam,) * 3) if prior else served_model, dataset,
-                             MixingPolicy())
+        served = ModelScorer(served_model.with_item_prior(tuple(b + lam for b in base)) if prior else served_model,
+                             dataset, MixingPolicy())
         for s in range(3):
             expected = served.interests(contexts)[:, s]
             if weights[0] == 0:
@@ -241,6 +244,30 @@ def test_train_with_fixed_choices_serves_them(tmp_path: Path) -> None:
                  "--out", str(tmp_path)]) == 0
     cfg = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=False)["model_config"]
     assert cfg["item_prior"] == [0.01, 0.0, 0.05] and list(cfg["recent_weights"][2]) == [1.0, 0.9]
+
+
+def test_a_model_trained_with_the_popularity_in_its_loss_is_served_with_its_prior_plus_the_chosen(
+    tmp_path: Path,
+) -> None:
+    """The choices score the model with the prior its training stands for (weight x
+    temperature), and the prior chosen on the validation users adds to it: a scenario that
+    chose none keeps the trained one instead of losing the popularity its vectors left out."""
+    import torch
+
+    from encoders.dataset import EventDataset
+    from encoders.evaluation.protocol import validation_split
+    from encoders.evaluation.run import train_with_choices
+
+    data = synthetic_dataset(90, seed=3)
+    split = validation_split(EventDataset(histories=data.histories, items=data.items), DEFAULT_SCENARIOS,
+                             val_share=0.4, min_val_users=20)
+    train = replace(presets.demo(), epochs=1, max_epochs=1, min_steps=0, popularity_weight=1.0, progress=False)
+    path, results = train_with_choices(split, train, MixingPolicy(), tmp_path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    tau = float(checkpoint["state_dict"]["log_tau"].exp())
+    chosen = {s: results[RECENT_KEY].get(s, {}).get("lam", 0.0) for s in DEFAULT_SCENARIOS}
+    assert results[RECENT_KEY] and tau > 0
+    assert np.allclose(checkpoint["model_config"]["item_prior"], [tau + chosen[s] for s in DEFAULT_SCENARIOS])
 
 
 def test_the_grid_scores_repeat_items_as_the_served_model_does() -> None:
