@@ -305,9 +305,10 @@ class RecentGridScorer:
     recent row is the item's vector, or (no item) a copy of learned row 0. The pool adds
     ``gamma * delta**k`` times the k-th found row to every learned vector; the appended rows are
     scaled by ``alpha * beta**k``, a missing one copying pooled row 0; every row's prior
-    coordinate becomes ``base_prior[scenario] + lam``; ``repeat`` (a model with repeat scores) gives the repeat items,
-    appended scaled by ``a + b * g``. Each context batch's vectors are kept, so the grid costs
-    one forward pass (two with ``repeat``)."""
+    coordinate becomes ``base_prior[scenario] + lam`` (the prior the model serves, plus the
+    chosen one); ``repeat`` (a model with repeat scores) gives the repeat items, appended scaled
+    by ``a + b * g``. Each context batch's vectors are kept, so the grid costs one forward pass
+    (two with ``repeat``)."""
 
     def __init__(self, unscaled: ModelScorer, n_queries: int, repeat: ModelScorer | None = None,
                  base_prior: Sequence[float] = ()) -> None:
