@@ -120,7 +120,7 @@ def _users_positives(candidates: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 def info_nce(
     model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
-    in_batch: bool = True, log_prior: torch.Tensor | None = None, positive_prior: torch.Tensor | None = None,
+    in_batch: bool = True, log_prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multi-positive InfoNCE: each positive is matched to its scenario's best query (argmax)
     and scored against sampled negatives (and, with ``in_batch``, the batch's other targets),
@@ -130,12 +130,10 @@ def info_nce(
     score popular items *down*; with uniform negatives alone the scores estimate
     log p(item | user) up to a constant, popularity included, unless ``log_prior``
     (``[scenarios, n_items]``, uniform negatives only) adds each item's log popularity in the
-    target's scenario to its logit: then the vectors' part is what the user adds to it.
-    ``positive_prior`` (same shape; default ``log_prior``) is the positives' own: counts of
-    training events include the target's own (``popularity_tables``)."""
+    target's scenario to its logit: then the vectors' part is what the user adds to it."""
     cand = torch.unique(torch.cat([targets[targets > 0], negatives]))
     if not in_batch:
-        return _uniform_nce(model, interests, targets, negatives, log_prior=log_prior, positive_prior=positive_prior)
+        return _uniform_nce(model, interests, targets, negatives, log_prior=log_prior)
     if log_prior is not None:
         raise ValueError("log_prior needs uniform negatives alone (in_batch=False)")
     vecs = model.item_vectors(cand)  # [C, D]
@@ -155,7 +153,6 @@ def info_nce(
 def _uniform_nce(
     model: InterestModel, interests: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
     item_vectors: Callable[[torch.Tensor], torch.Tensor] | None = None, log_prior: torch.Tensor | None = None,
-    positive_prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     item_vectors = item_vectors or model.item_vectors
     b_idx, s_idx, k_idx = torch.nonzero(targets > 0, as_tuple=True)
@@ -169,8 +166,7 @@ def _uniform_nce(
     user_pos = _users_positives(negatives, targets)[b_idx]  # [P, N]
     logits = torch.cat([pos_sim.gather(1, best_q[:, None]), neg_sim], dim=1) / model.temperature()
     if log_prior is not None:  # [P, 1 + N]: each candidate's log popularity in the positive's scenario
-        own = log_prior if positive_prior is None else positive_prior
-        logits = logits + torch.cat([own[s_idx, pos][:, None], log_prior[:, negatives][s_idx]], dim=1)
+        logits = logits + torch.cat([log_prior[s_idx, pos][:, None], log_prior[:, negatives][s_idx]], dim=1)
     logits[:, 1:] = logits[:, 1:].masked_fill(user_pos, float("-inf"))  # after scaling: finite tau grads
     return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
 
@@ -224,17 +220,6 @@ def update_ema(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) 
     left as copied: the model keeps no running statistics)."""
     for avg, current in zip(averaged.parameters(), model.parameters(), strict=True):
         avg.lerp_(current, 1.0 - decay)
-
-
-def popularity_tables(counts: np.ndarray, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss's ``log_prior`` and ``positive_prior`` from each item's training events per
-    scenario (``[scenarios, n_items]``): ``weight * log(1 + n)``, and for a positive, whose own
-    event is one of its ``n``, ``weight * log(1 + n - 1)``. Counted with it, an item bought once
-    in training has its one buy as its training target, and the prior half-answers the question
-    the loss asks of it, which it never does for a test user's buy (docs/model.md)."""
-    counts = torch.from_numpy(np.asarray(counts, np.float64))
-    return ((weight * torch.log1p(counts)).float(),
-            (weight * torch.log1p((counts - 1.0).clamp(min=0.0))).float())
 
 
 def trained_prior(model: InterestModel, config: TrainConfig) -> tuple[float, ...]:
@@ -299,9 +284,8 @@ def train(
     per_scenario = scenario_item_counts(dataset.histories, dataset, len(cfg.scenarios)) \
         if cfg.item_counts or config.popularity_weight > 0 else None
     counts = torch.from_numpy(per_scenario.sum(axis=0)) if cfg.item_counts else None
-    log_prior = positive_prior = None
-    if config.popularity_weight > 0:
-        log_prior, positive_prior = (t.to(device) for t in popularity_tables(per_scenario, config.popularity_weight))
+    log_prior = None if config.popularity_weight == 0 else \
+        (config.popularity_weight * torch.from_numpy(np.log1p(per_scenario)).float()).to(device)
     # training scores the learned queries alone; the checkpoint keeps the recent-item weights, pool and prior
     model = InterestModel(cfg.with_(recent_weights=(), recent_pool=(), item_prior=()), content, counts).to(device)
     with torch.no_grad():
@@ -345,7 +329,7 @@ def train(
             negatives = torch.from_numpy(rng.integers(2, dataset.n_items, config.n_negatives)).to(device)
             interests, target_rows = model(**inputs), torch.from_numpy(targets).to(device)
             loss = info_nce(model, interests, target_rows, negatives, in_batch=config.in_batch_negatives,
-                            log_prior=log_prior, positive_prior=positive_prior)
+                            log_prior=log_prior)
             if new_items:
                 loss = loss + config.new_item_weight * new_item_loss(model, interests, target_rows, negatives)
             if config.item_pair_weight > 0:

@@ -145,29 +145,3 @@ def test_the_popularity_in_the_loss_leaves_the_users_vectors_their_own(tiny_conf
         TrainConfig(popularity_weight=-1.0)
     with pytest.raises(ConfigError, match="popularity_weight"):
         TrainConfig(popularity_weight=1.0, in_batch_negatives=True)
-
-
-def test_a_positive_s_own_event_is_left_out_of_its_popularity(tiny_config: ModelConfig) -> None:
-    """Training counts include each training target's own event: the positive's prior reads
-    ``log(1 + n - 1)``, a negative's ``log(1 + n)``, so an item whose only event is the target
-    gets no head start from it."""
-    from encoders.train import popularity_tables
-
-    counts = np.array([[0, 0, 1, 3, 0, 7], [0, 0, 2, 0, 5, 1], [0, 0, 0, 0, 0, 0]])
-    log_prior, positive_prior = popularity_tables(counts, 0.5)
-    assert torch.allclose(log_prior, 0.5 * torch.log1p(torch.tensor(counts, dtype=torch.float32)))
-    assert torch.allclose(positive_prior, 0.5 * torch.log1p(torch.tensor(counts - 1, dtype=torch.float32).clamp(min=0)))
-    cfg = tiny_config.with_(n_items=6)
-    torch.manual_seed(0)
-    model = InterestModel(cfg)
-    interests = F.normalize(torch.randn(1, len(cfg.scenarios), 1, cfg.dim), dim=-1)
-    targets = torch.zeros(1, len(cfg.scenarios), 1, dtype=torch.long)
-    targets[0, 0, 0] = 2  # item 2's one event in scenario 0 is this target
-    negatives = torch.arange(3, 6)
-    no_head_start = log_prior.clone()
-    no_head_start[0, 2] = 0.0
-    left_out = info_nce(model, interests, targets, negatives, in_batch=False, log_prior=log_prior,
-                        positive_prior=positive_prior)
-    assert torch.isclose(left_out, info_nce(model, interests, targets, negatives, in_batch=False,
-                                            log_prior=log_prior, positive_prior=no_head_start))
-    assert info_nce(model, interests, targets, negatives, in_batch=False, log_prior=log_prior) < left_out
